@@ -1,0 +1,43 @@
+# aelightning — run `make help` for the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-slow lint format tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project (idempotent: seconds once done)
+
+train: install ## train the default model (extra Hydra overrides: make train ARGS="net.latent_dim=32")
+	$(BIN)/ae-train $(ARGS)
+
+test: install ## run the fast test suite (everything not marked slow)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-slow: install ## run only the slow tests
+	$(BIN)/python -m pytest -m slow $(ARGS)
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+tensorboard: install ## serve TensorBoard over every run in outputs/
+	$(BIN)/tensorboard --logdir outputs --bind_all
+
+clean: ## remove caches (keeps .venv, outputs/ and data/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

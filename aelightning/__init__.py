@@ -1,0 +1,3 @@
+"""aelightning: autoencoder experiments with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

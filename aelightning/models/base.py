@@ -1,0 +1,187 @@
+"""The step every autoencoder variant shares: corrupt, encode, decode, score, log.
+
+A variant overrides only what differs: :meth:`AutoencoderModule.forward_step` (how the
+code is produced, e.g. a VAE's reparameterised sample) and :meth:`AutoencoderModule.loss`
+(its named loss terms). Metric names follow ``<stage>/<term>``; ``loss`` is the total.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.optim import Adam, Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from aelightning.errors import check
+from aelightning.metrics import per_image_mse, psnr
+from aelightning.nets.base import AutoencoderNet
+from aelightning.noise import Noise, NoNoise
+
+RECON_LOSSES = ("mse", "bce")
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., LRScheduler]
+
+
+@dataclass
+class StepOutput:
+    """What one forward pass produced: the loss terms and the tensors behind them."""
+
+    terms: dict[str, Tensor]
+    x_in: Tensor
+    code: Tensor
+    x_hat: Tensor
+
+    @property
+    def loss(self) -> Tensor:
+        return self.terms["loss"]
+
+
+class AutoencoderModule(L.LightningModule):
+    """Shared training logic for every objective; the plain AE is this with no extras.
+
+    Args:
+        net: the architecture (encoder + decoder), built for this objective's
+            ``code_multiplier``.
+        noise: corruption applied to each batch on device (the target stays clean).
+        recon_loss: ``mse`` (mean per pixel, the seeds' ``nn.MSELoss``) or ``bce``
+            (mean per pixel; needs ``net.output_activation=sigmoid``).
+        optimizer: factory ``params -> Optimizer`` (Hydra ``_partial_``), Adam 1e-3 if None.
+        scheduler: factory ``(optimizer, total_steps) -> LRScheduler``, stepped per batch.
+        num_example_images: validation images kept for the reconstruction grid.
+    """
+
+    #: how many times wider than the decoder's input the encoder's code must be
+    code_multiplier: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        net: AutoencoderNet,
+        noise: Noise | None = None,
+        recon_loss: str = "mse",
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        num_example_images: int = 16,
+    ):
+        super().__init__()
+        check(recon_loss in RECON_LOSSES,
+              f"model.recon_loss={recon_loss!r} is not supported; choose one of {', '.join(RECON_LOSSES)}.")
+        if recon_loss == "bce":
+            check(net.output_activation == "sigmoid",
+                  "model.recon_loss=bce needs outputs in [0, 1]: set net.output_activation=sigmoid "
+                  f"(it is {net.output_activation!r}) or use model.recon_loss=mse.")
+        check(net.code_multiplier == self.code_multiplier,
+              f"{type(self).__name__} needs a net built with code_multiplier={self.code_multiplier}.")
+        self.net = net
+        self.noise = noise if noise is not None else NoNoise()
+        self.recon_loss = recon_loss
+        self.optimizer_factory = optimizer if optimizer is not None else partial(Adam, lr=1e-3)
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if lr is not None:
+            check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+                  f"model.optimizer.lr must be a finite number > 0, got {lr}.")
+        self.scheduler_factory = scheduler
+        self.num_example_images = int(num_example_images)
+        #: first validation batch of the epoch (input, noisy input, output) for figures
+        self.val_examples: dict[str, Tensor] = {}
+        #: the run's resolved config, stored in every checkpoint so it can be rebuilt
+        self.run_config: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruct ``x`` (no corruption); what users call at inference."""
+        return self.forward_step(x)[1]
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The representation used for plots and probes (a VAE returns its mean)."""
+        return self.net.encode(x)
+
+    def forward_step(self, x_in: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(code, x_hat)`` for a (possibly corrupted) input."""
+        code = self.net.encode(x_in)
+        return code, self.net.decode(code)
+
+    def reconstruction_loss(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        """Mean per-pixel reconstruction error in float32 (safe under bf16 autocast)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x_hat, x = x_hat.float(), x.float()
+            if self.recon_loss == "bce":
+                return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x)
+            return F.mse_loss(x_hat, x)
+
+    def loss(self, x: Tensor, x_in: Tensor, code: Tensor, x_hat: Tensor) -> dict[str, Tensor]:
+        """Named loss terms; ``loss`` is the total that is optimised."""
+        recon = self.reconstruction_loss(x_hat, x)
+        return {"loss": recon, "recon": recon}
+
+    def model_step(self, batch: tuple[Tensor, ...]) -> StepOutput:
+        x = batch[0]
+        x_in = self.noise(x)
+        code, x_hat = self.forward_step(x_in)
+        return StepOutput(self.loss(x, x_in, code, x_hat), x_in, code, x_hat)
+
+    # ------------------------------------------------------------------ hooks
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Images travel as uint8 (4x less to move); convert to [0, 1] floats on device."""
+        images, *rest = batch
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return (images, *rest)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        out = self.model_step(batch)
+        size = batch[0].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in out.terms.items()},
+                      on_step=True, on_epoch=False, batch_size=size)
+        self.log("train/loss_epoch", out.loss.detach(), on_step=False, on_epoch=True,
+                 batch_size=size, prog_bar=True)
+        return out.loss
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        out = self._evaluate("val", batch)
+        if batch_idx == 0:
+            n = self.num_example_images
+            self.val_examples = {"input": batch[0][:n].detach(), "output": out.x_hat[:n].detach()}
+            if self.noise.enabled:
+                self.val_examples["noisy"] = out.x_in[:n].detach()
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _evaluate(self, stage: str, batch: tuple[Tensor, ...]) -> StepOutput:
+        x = batch[0]
+        out = self.model_step(batch)
+        metrics = {f"{stage}/{k}": v for k, v in out.terms.items()}
+        metrics[f"{stage}/mse"] = per_image_mse(out.x_hat, x).mean()
+        metrics[f"{stage}/psnr"] = psnr(out.x_hat, x).mean()
+        if self.noise.enabled:
+            metrics[f"{stage}/psnr_noisy"] = psnr(out.x_in, x).mean()
+            metrics[f"{stage}/psnr_out"] = metrics[f"{stage}/psnr"]
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0],
+                      prog_bar=False, sync_dist=True)
+        self.log(f"{stage}/loss", out.loss, on_step=False, on_epoch=True,
+                 batch_size=x.shape[0], prog_bar=True, sync_dist=True)
+        return out
+
+    # -------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["aelightning_config"] = self.run_config

@@ -1,0 +1,68 @@
+"""Fully connected encoder/decoder: the seeds' 784-256-64-20 AE and its relatives."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from aelightning.errors import check
+from aelightning.nets.activations import OUTPUT_ACTIVATIONS, make_activation
+from aelightning.nets.base import AutoencoderNet
+
+
+def _dense_stack(widths: Sequence[int], activation: str, key: str) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(fan_in, fan_out), make_activation(activation, key)]
+    return layers
+
+
+class MLPNet(AutoencoderNet):
+    """Flatten -> hidden layers -> code; the decoder mirrors the hidden widths.
+
+    ``bottleneck_activation`` is applied to the code (the seeds use ReLU; use ``none``
+    for unconstrained codes), ``output_activation`` to the reconstruction.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden_dims: Sequence[int] = (256, 64),
+        latent_dim: int = 20,
+        hidden_activation: str = "relu",
+        bottleneck_activation: str = "relu",
+        output_activation: str = "sigmoid",
+        code_multiplier: int = 1,
+    ):
+        super().__init__(input_shape, code_multiplier)
+        hidden = [int(h) for h in hidden_dims]
+        check(len(hidden) >= 1, "net.hidden_dims must list at least one width, e.g. [256, 64].")
+        check(all(h >= 1 for h in hidden), f"net.hidden_dims must be positive widths, got {hidden}.")
+        check(int(latent_dim) >= 1, f"net.latent_dim must be >= 1, got {latent_dim}.")
+        self.latent_dim = int(latent_dim)
+        self.output_activation = str(output_activation).lower()
+        n_in = math.prod(self.input_shape)
+        code_width = self.latent_dim * self.code_multiplier
+        self.encoder = nn.Sequential(
+            nn.Flatten(),
+            *_dense_stack([n_in, *hidden], hidden_activation, "net.hidden_activation"),
+            nn.Linear(hidden[-1], code_width),
+            make_activation(bottleneck_activation, "net.bottleneck_activation"),
+        )
+        self.decoder = nn.Sequential(
+            *_dense_stack([self.latent_dim, *reversed(hidden)], hidden_activation,
+                          "net.hidden_activation"),
+            nn.Linear(hidden[0], n_in),
+            make_activation(output_activation, "net.output_activation", OUTPUT_ACTIVATIONS),
+            nn.Unflatten(1, self.input_shape),
+        )
+        self.code_shape = (code_width,)
+        self.latent_shape = (self.latent_dim,)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        return self.decoder(latent)

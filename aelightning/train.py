@@ -1,0 +1,83 @@
+"""``ae-train``: compose the config, build data + model + trainer, fit, test, summarise.
+
+Thin on purpose: everything a run does is decided by ``conf/`` (see ``conf/train.yaml``).
+Returns the value of ``optimized_metric`` so Hydra sweepers can minimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
+from aelightning.cli import run_reporting_errors
+from aelightning.errors import CheckpointError
+from aelightning.summary import print_summary
+
+log = logging.getLogger("aelightning")
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one experiment; returns its final metrics and where its files are."""
+    started = time.perf_counter()
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise CheckpointError(f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file.")
+
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule.dims)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
+        logger=build_loggers(cfg.get("logger")) or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(model.run_config)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = _scalar_metrics(trainer.callback_metrics)
+
+    best = _best_checkpoint(trainer)
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        metrics.update(_scalar_metrics(trainer.callback_metrics))
+    return {
+        "metrics": metrics,
+        "best_checkpoint": best,
+        "output_dir": cfg.paths.output_dir,
+        "data": getattr(datamodule, "source_description", type(datamodule).__name__),
+        "seconds": time.perf_counter() - started,
+        "interrupted": trainer.interrupted,
+    }
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best-by-val/loss checkpoint when one was written (not under fast_dev_run)."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+        return callback.best_model_path
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    result = run_reporting_errors(lambda: train(cfg))
+    print_summary(result)
+    metric = cfg.get("optimized_metric")
+    return result["metrics"].get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from aelightning.errors import ConfigError
+from aelightning.nets.mlp import MLPNet
+
+
+def test_default_mirrors_the_seeds_784_256_64_20():
+    net = MLPNet((1, 28, 28))
+    widths = [m.out_features for m in net.encoder if isinstance(m, torch.nn.Linear)]
+    assert widths == [256, 64, 20]
+    assert [m.out_features for m in net.decoder if isinstance(m, torch.nn.Linear)] == [64, 256, 784]
+    x = torch.rand(5, 1, 28, 28)
+    code = net.encode(x)
+    assert code.shape == (5, 20) and (code >= 0).all()  # relu bottleneck, as in the seed
+    out = net.decode(code)
+    assert out.shape == x.shape and ((out > 0) & (out < 1)).all()  # sigmoid output
+
+
+def test_code_multiplier_widens_only_the_code():
+    net = MLPNet((3, 8, 8), hidden_dims=[32], latent_dim=4, code_multiplier=2,
+                 bottleneck_activation="none")
+    assert net.encode(torch.rand(2, 3, 8, 8)).shape == (2, 8)
+    assert net.decode(torch.rand(2, 4)).shape == (2, 3, 8, 8)
+    assert net.code_shape == (8,) and net.latent_shape == (4,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"latent_dim": 0}, "net.latent_dim"),
+        ({"hidden_dims": []}, "net.hidden_dims"),
+        ({"hidden_dims": [64, 0]}, "net.hidden_dims"),
+        ({"hidden_activation": "relux"}, "net.hidden_activation"),
+        ({"output_activation": "softplus"}, "net.output_activation"),
+    ],
+)
+def test_bad_values_name_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        MLPNet((1, 28, 28), **kwargs)

@@ -1,0 +1,20 @@
+"""Read TensorBoard event files back with tensorboard's own reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def read_events(logdir: Path) -> EventAccumulator:
+    files = sorted(Path(logdir).rglob("events.out.tfevents.*"))
+    assert files, f"no TensorBoard event files under {logdir}"
+    acc = EventAccumulator(str(files[0].parent), size_guidance={"images": 0, "scalars": 0,
+                                                                  "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def scalar_values(acc: EventAccumulator, tag: str) -> list[float]:
+    return [e.value for e in acc.Scalars(tag)]

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from aelightning.errors import ConfigError
+from aelightning.schedulers import step_decay, warmup_cosine
+
+
+def _lrs(factory, steps: int, **kwargs) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = factory(opt, total_steps=steps, **kwargs)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_warmup_then_cosine():
+    lrs = _lrs(warmup_cosine, 100, warmup_steps=10, min_lr_ratio=0.1)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11], strict=True))  # linear warm-up
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then decays
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_step_decay():
+    lrs = _lrs(step_decay, 100, num_decays=3, gamma=0.5)
+    assert sorted(set(lrs), reverse=True) == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_bad_warmup():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigError, match="warmup_fraction"):
+        warmup_cosine(opt, total_steps=10, warmup_fraction=1.5)
