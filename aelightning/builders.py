@@ -22,11 +22,14 @@ def build_model(cfg: DictConfig, input_shape: Sequence[int]) -> AutoencoderModul
     try:
         model_cls = get_class(cfg.model._target_)
     except Exception as exc:  # hydra raises ImportError/ValueError variants here
-        raise ConfigError(f"model._target_={cfg.model._target_!r} cannot be imported: {exc}") from exc
+        raise ConfigError(
+            f"model._target_={cfg.model._target_!r} cannot be imported: {exc}"
+        ) from exc
     if not (isinstance(model_cls, type) and issubclass(model_cls, AutoencoderModule)):
         raise ConfigError(f"model._target_={cfg.model._target_!r} is not an AutoencoderModule.")
-    net = instantiate(cfg.net, input_shape=list(input_shape),
-                      code_multiplier=model_cls.code_multiplier)
+    net = instantiate(
+        cfg.net, input_shape=list(input_shape), code_multiplier=model_cls.code_multiplier
+    )
     noise = instantiate(cfg.noise)
     return instantiate(cfg.model, net=net, noise=noise)
 

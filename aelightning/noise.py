@@ -44,8 +44,9 @@ class GaussianNoise(Noise):
 
     def __init__(self, std: float = 0.5, clip: bool = True):
         std = float(std)
-        check(math.isfinite(std) and std >= 0.0,
-              f"noise.std must be a finite number >= 0, got {std}.")
+        check(
+            math.isfinite(std) and std >= 0.0, f"noise.std must be a finite number >= 0, got {std}."
+        )
         self.std = std
         self.clip = bool(clip)
 

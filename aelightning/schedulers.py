@@ -23,13 +23,19 @@ def warmup_cosine(
     min_lr_ratio: float = 0.0,
 ) -> LRScheduler:
     """Linear warm-up from ~0 to the base LR, then cosine decay to ``min_lr_ratio`` x base."""
-    check(0.0 <= warmup_fraction < 1.0,
-          f"model.scheduler.warmup_fraction must be in [0, 1), got {warmup_fraction}.")
-    check(0.0 <= min_lr_ratio <= 1.0,
-          f"model.scheduler.min_lr_ratio must be in [0, 1], got {min_lr_ratio}.")
+    check(
+        0.0 <= warmup_fraction < 1.0,
+        f"model.scheduler.warmup_fraction must be in [0, 1), got {warmup_fraction}.",
+    )
+    check(
+        0.0 <= min_lr_ratio <= 1.0,
+        f"model.scheduler.min_lr_ratio must be in [0, 1], got {min_lr_ratio}.",
+    )
     total = max(1, int(total_steps))
     warmup = int(warmup_steps) if warmup_steps is not None else int(warmup_fraction * total)
-    check(0 <= warmup <= total, f"model.scheduler.warmup_steps must be in [0, {total}], got {warmup}.")
+    check(
+        0 <= warmup <= total, f"model.scheduler.warmup_steps must be in [0, {total}], got {warmup}."
+    )
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -40,8 +46,9 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
-def step_decay(optimizer: Optimizer, total_steps: int, num_decays: int = 3,
-               gamma: float = 0.1) -> LRScheduler:
+def step_decay(
+    optimizer: Optimizer, total_steps: int, num_decays: int = 3, gamma: float = 0.1
+) -> LRScheduler:
     """Multiply the LR by ``gamma`` ``num_decays`` times, evenly spaced over training."""
     check(num_decays >= 1, f"model.scheduler.num_decays must be >= 1, got {num_decays}.")
     check(0.0 < gamma <= 1.0, f"model.scheduler.gamma must be in (0, 1], got {gamma}.")

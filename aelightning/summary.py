@@ -15,7 +15,7 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
     console = console or Console()
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("data", str(result["data"]))
     metrics = result["metrics"]
     for name in SUMMARY_METRICS:

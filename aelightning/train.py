@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
 from aelightning.cli import run_reporting_errors
 from aelightning.errors import CheckpointError
+from aelightning.hparams import log_hparams
 from aelightning.summary import print_summary
 
 log = logging.getLogger("aelightning")
+
+# Lightning 2.6 on torch 2.14 warns about its own pytree use on every run; not actionable.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+#: conf/ beside the package (a source checkout or an editable install)
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -35,16 +43,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(int(cfg.seed), workers=True)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
-        raise CheckpointError(f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file.")
+        raise CheckpointError(
+            f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file."
+        )
 
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.dims)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
-        logger=build_loggers(cfg.get("logger")) or False)
+        cfg.trainer,
+        callbacks=build_callbacks(cfg.get("callbacks")),
+        logger=build_loggers(cfg.get("logger")) or False,
+    )
     for logger in trainer.loggers:
-        logger.log_hyperparams(model.run_config)
+        logger.log_hyperparams(model.run_config)  # hparams.yaml beside the events
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _scalar_metrics(trainer.callback_metrics)
@@ -53,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update(_scalar_metrics(trainer.callback_metrics))
+    log_hparams(trainer, model.run_config, metrics)
     return {
         "metrics": metrics,
         "best_checkpoint": best,
@@ -71,7 +84,7 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = run_reporting_errors(lambda: train(cfg))
     print_summary(result)

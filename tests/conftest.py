@@ -27,7 +27,9 @@ TINY = [
 ]
 
 
-def compose_config(output_dir: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
+def compose_config(
+    output_dir: Path, overrides: list[str], config_name: str = "train"
+) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` as ``ae-train`` would, writing into ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(CONF_DIR, version_base="1.3"):

@@ -10,8 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 def read_events(logdir: Path) -> EventAccumulator:
     files = sorted(Path(logdir).rglob("events.out.tfevents.*"))
     assert files, f"no TensorBoard event files under {logdir}"
-    acc = EventAccumulator(str(files[0].parent), size_guidance={"images": 0, "scalars": 0,
-                                                                  "tensors": 0})
+    acc = EventAccumulator(
+        str(files[0].parent), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
     acc.Reload()
     return acc
 

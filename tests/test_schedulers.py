@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -18,9 +20,9 @@ def _lrs(factory, steps: int, **kwargs) -> list[float]:
 
 def test_warmup_then_cosine():
     lrs = _lrs(warmup_cosine, 100, warmup_steps=10, min_lr_ratio=0.1)
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11], strict=True))  # linear warm-up
+    assert all(a < b for a, b in pairwise(lrs[:11]))  # linear warm-up
     assert lrs[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then decays
+    assert all(a >= b for a, b in pairwise(lrs[10:]))  # then decays
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 

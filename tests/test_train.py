@@ -24,13 +24,22 @@ def test_two_epochs_lower_val_loss_and_leave_logs_and_checkpoint(make_cfg):
 
     acc = read_events(run / "tensorboard")
     tags = acc.Tags()
-    for tag in ("train/loss", "train/recon", "val/loss", "val/psnr", "test/loss", "test/mse",
-                "test/psnr"):
+    for tag in (
+        "train/loss",
+        "train/recon",
+        "val/loss",
+        "val/psnr",
+        "test/loss",
+        "test/mse",
+        "test/psnr",
+    ):
         assert tag in tags["scalars"], tag
     assert "val/reconstructions" in tags["images"]
     val_losses = scalar_values(acc, "val/loss")
     assert len(val_losses) == 2 and val_losses[1] < val_losses[0]
-    assert any("hparams" in t for t in tags["tensors"])  # the config as hyperparameters
+    hparams = acc.PluginTagToContent("hparams")  # the config, linked to the final metrics
+    assert b"net/latent_dim" in hparams["_hparams_/experiment"]
+    assert b"val/loss" in hparams["_hparams_/experiment"]
 
     # the data was the real bundled sample, and the summary says so
     assert "sample" in result["data"] and "4,000" in result["data"]
@@ -49,9 +58,21 @@ def test_two_epochs_lower_val_loss_and_leave_logs_and_checkpoint(make_cfg):
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
-        [sys.executable, "-m", "aelightning", f"hydra.run.dir={tmp_path / 'run'}",
-         f"paths.root_dir={tmp_path}", "data.source=sample", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "aelightning",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.root_dir={tmp_path}",
+            "data.source=sample",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_bad_value_exits_nonzero_with_one_sentence(tmp_path):
@@ -93,8 +114,12 @@ def test_corrupt_idx_file_is_named(make_cfg, tmp_path):
 
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 10)
     cfg = make_cfg("data.source=idx")
     with pytest.raises(DataError, match="idx3-ubyte"):

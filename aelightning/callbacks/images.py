@@ -35,7 +35,9 @@ class ReconstructionGrid(L.Callback):
                 logger.experiment.add_image("val/reconstructions", grid, trainer.global_step)
         if self.save_dir is not None and trainer.is_global_zero:
             self.save_dir.mkdir(parents=True, exist_ok=True)
-            save_image(grid, self.save_dir / f"reconstructions_epoch{trainer.current_epoch:03d}.png")
+            save_image(
+                grid, self.save_dir / f"reconstructions_epoch{trainer.current_epoch:03d}.png"
+            )
 
     @staticmethod
     def make_grid(examples: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -129,15 +129,17 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
             return _parse(f, path)
     except (OSError, EOFError, zlib.error) as e:
         what = "its gzip stream is corrupt or cut short" if compressed else "it is unreadable"
+        kind = "zlib error" if isinstance(e, zlib.error) else type(e).__name__
         raise DataError(
-            f"'{path}' could not be read ({type(e).__name__}: {e}): {what}; download the file again"
+            f"'{path}' could not be read ({kind}: {e}): {what}; download the file again"
         ) from e
 
 
-def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor) -> Path:
+def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compresslevel: int = 6) -> Path:
     """Write a uint8 tensor (1 to 4 dims) as IDX; gzip-compressed when ``path`` ends in ``.gz``.
 
-    Used by tests (IDX sets written from the real bundled sample) and to export data.
+    Used by tests (IDX sets written from the real bundled sample) and to export data. Level 6
+    compresses MNIST almost as well as gzip's default 9 in a fraction of the time.
     """
     path = Path(path)
     if tensor.dtype != torch.uint8:
@@ -152,7 +154,10 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
         # mtime=0 makes the output byte-identical for identical data.
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as f,
+        ):
             f.write(header)
             f.write(payload)
     else:

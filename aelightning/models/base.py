@@ -8,6 +8,7 @@ code is produced, e.g. a VAE's reparameterised sample) and :meth:`AutoencoderMod
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +27,11 @@ from aelightning.nets.base import AutoencoderNet
 from aelightning.noise import Noise, NoNoise
 
 RECON_LOSSES = ("mse", "bce")
+
+# The module converts uint8 batches itself (see on_after_batch_transfer), on purpose.
+warnings.filterwarnings(
+    "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule`"
+)
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
@@ -72,22 +78,31 @@ class AutoencoderModule(L.LightningModule):
         num_example_images: int = 16,
     ):
         super().__init__()
-        check(recon_loss in RECON_LOSSES,
-              f"model.recon_loss={recon_loss!r} is not supported; choose one of {', '.join(RECON_LOSSES)}.")
+        check(
+            recon_loss in RECON_LOSSES,
+            f"model.recon_loss={recon_loss!r} is not supported; "
+            f"choose one of {', '.join(RECON_LOSSES)}.",
+        )
         if recon_loss == "bce":
-            check(net.output_activation == "sigmoid",
-                  "model.recon_loss=bce needs outputs in [0, 1]: set net.output_activation=sigmoid "
-                  f"(it is {net.output_activation!r}) or use model.recon_loss=mse.")
-        check(net.code_multiplier == self.code_multiplier,
-              f"{type(self).__name__} needs a net built with code_multiplier={self.code_multiplier}.")
+            check(
+                net.output_activation == "sigmoid",
+                "model.recon_loss=bce needs outputs in [0, 1]: set net.output_activation=sigmoid "
+                f"(it is {net.output_activation!r}) or use model.recon_loss=mse.",
+            )
+        check(
+            net.code_multiplier == self.code_multiplier,
+            f"{type(self).__name__} needs a net built with code_multiplier={self.code_multiplier}.",
+        )
         self.net = net
         self.noise = noise if noise is not None else NoNoise()
         self.recon_loss = recon_loss
         self.optimizer_factory = optimizer if optimizer is not None else partial(Adam, lr=1e-3)
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         if lr is not None:
-            check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-                  f"model.optimizer.lr must be a finite number > 0, got {lr}.")
+            check(
+                isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+                f"model.optimizer.lr must be a finite number > 0, got {lr}.",
+            )
         self.scheduler_factory = scheduler
         self.num_example_images = int(num_example_images)
         #: first validation batch of the epoch (input, noisy input, output) for figures
@@ -139,10 +154,20 @@ class AutoencoderModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         out = self.model_step(batch)
         size = batch[0].shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in out.terms.items()},
-                      on_step=True, on_epoch=False, batch_size=size)
-        self.log("train/loss_epoch", out.loss.detach(), on_step=False, on_epoch=True,
-                 batch_size=size, prog_bar=True)
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in out.terms.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=size,
+        )
+        self.log(
+            "train/loss_epoch",
+            out.loss.detach(),
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+            prog_bar=True,
+        )
         return out.loss
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
@@ -159,16 +184,29 @@ class AutoencoderModule(L.LightningModule):
     def _evaluate(self, stage: str, batch: tuple[Tensor, ...]) -> StepOutput:
         x = batch[0]
         out = self.model_step(batch)
-        metrics = {f"{stage}/{k}": v for k, v in out.terms.items()}
+        metrics = {f"{stage}/{k}": v for k, v in out.terms.items() if k != "loss"}
         metrics[f"{stage}/mse"] = per_image_mse(out.x_hat, x).mean()
         metrics[f"{stage}/psnr"] = psnr(out.x_hat, x).mean()
         if self.noise.enabled:
             metrics[f"{stage}/psnr_noisy"] = psnr(out.x_in, x).mean()
             metrics[f"{stage}/psnr_out"] = metrics[f"{stage}/psnr"]
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=x.shape[0],
-                      prog_bar=False, sync_dist=True)
-        self.log(f"{stage}/loss", out.loss, on_step=False, on_epoch=True,
-                 batch_size=x.shape[0], prog_bar=True, sync_dist=True)
+        self.log_dict(
+            metrics,
+            on_step=False,
+            on_epoch=True,
+            batch_size=x.shape[0],
+            prog_bar=False,
+            sync_dist=True,
+        )
+        self.log(
+            f"{stage}/loss",
+            out.loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=x.shape[0],
+            prog_bar=True,
+            sync_dist=True,
+        )
         return out
 
     # -------------------------------------------------------------- optimisers
@@ -178,8 +216,10 @@ class AutoencoderModule(L.LightningModule):
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
 
     # ------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

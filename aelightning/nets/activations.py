@@ -19,12 +19,16 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def make_activation(name: str | None, key: str, allowed: tuple[str, ...] | None = None) -> nn.Module:
+def make_activation(
+    name: str | None, key: str, allowed: tuple[str, ...] | None = None
+) -> nn.Module:
     """Build the activation called ``name``; ``key`` is the config key reported on error."""
     choices = allowed or tuple(ACTIVATIONS)
     normalised = "none" if name is None else str(name).lower()
     if normalised not in choices:
-        raise ConfigError(f"{key}={name!r} is not a known activation; choose one of {', '.join(choices)}.")
+        raise ConfigError(
+            f"{key}={name!r} is not a known activation; choose one of {', '.join(choices)}."
+        )
     return ACTIVATIONS[normalised]()
 
 

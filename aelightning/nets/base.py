@@ -24,8 +24,10 @@ class AutoencoderNet(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int] | list[int], code_multiplier: int = 1):
         super().__init__()
         shape = tuple(int(s) for s in input_shape)
-        check(len(shape) == 3 and all(s >= 1 for s in shape),
-              f"input shape must be (channels, height, width) with positive sizes, got {shape}.")
+        check(
+            len(shape) == 3 and all(s >= 1 for s in shape),
+            f"input shape must be (channels, height, width) with positive sizes, got {shape}.",
+        )
         check(code_multiplier >= 1, f"code_multiplier must be >= 1, got {code_multiplier}.")
         self.input_shape = shape  # type: ignore[assignment]
         self.code_multiplier = int(code_multiplier)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -14,7 +15,7 @@ from aelightning.nets.base import AutoencoderNet
 
 def _dense_stack(widths: Sequence[int], activation: str, key: str) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+    for fan_in, fan_out in pairwise(widths):
         layers += [nn.Linear(fan_in, fan_out), make_activation(activation, key)]
     return layers
 
@@ -39,7 +40,9 @@ class MLPNet(AutoencoderNet):
         super().__init__(input_shape, code_multiplier)
         hidden = [int(h) for h in hidden_dims]
         check(len(hidden) >= 1, "net.hidden_dims must list at least one width, e.g. [256, 64].")
-        check(all(h >= 1 for h in hidden), f"net.hidden_dims must be positive widths, got {hidden}.")
+        check(
+            all(h >= 1 for h in hidden), f"net.hidden_dims must be positive widths, got {hidden}."
+        )
         check(int(latent_dim) >= 1, f"net.latent_dim must be >= 1, got {latent_dim}.")
         self.latent_dim = int(latent_dim)
         self.output_activation = str(output_activation).lower()
@@ -52,8 +55,9 @@ class MLPNet(AutoencoderNet):
             make_activation(bottleneck_activation, "net.bottleneck_activation"),
         )
         self.decoder = nn.Sequential(
-            *_dense_stack([self.latent_dim, *reversed(hidden)], hidden_activation,
-                          "net.hidden_activation"),
+            *_dense_stack(
+                [self.latent_dim, *reversed(hidden)], hidden_activation, "net.hidden_activation"
+            ),
             nn.Linear(hidden[0], n_in),
             make_activation(output_activation, "net.output_activation", OUTPUT_ACTIVATIONS),
             nn.Unflatten(1, self.input_shape),

@@ -18,8 +18,9 @@ def test_default_mirrors_the_seeds_784_256_64_20():
 
 
 def test_code_multiplier_widens_only_the_code():
-    net = MLPNet((3, 8, 8), hidden_dims=[32], latent_dim=4, code_multiplier=2,
-                 bottleneck_activation="none")
+    net = MLPNet(
+        (3, 8, 8), hidden_dims=[32], latent_dim=4, code_multiplier=2, bottleneck_activation="none"
+    )
     assert net.encode(torch.rand(2, 3, 8, 8)).shape == (2, 8)
     assert net.decode(torch.rand(2, 4)).shape == (2, 3, 8, 8)
     assert net.code_shape == (8,) and net.latent_shape == (4,)
