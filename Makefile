@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow lint format tensorboard clean
+.PHONY: help install train evaluate test test-slow reproduce reproduce-quick bench lint format tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,11 +21,24 @@ install: $(STAMP) ## create .venv and install the project (idempotent: seconds o
 train: install ## train the default model (extra Hydra overrides: make train ARGS="net.latent_dim=32")
 	$(BIN)/ae-train $(ARGS)
 
+evaluate: install ## evaluate a checkpoint: make evaluate CKPT=outputs/<run>/checkpoints/last.ckpt [ARGS=...]
+	@test -n "$(CKPT)" || { echo 'usage: make evaluate CKPT=<run dir>/checkpoints/last.ckpt [ARGS="..."]' >&2; exit 2; }
+	$(BIN)/ae-evaluate ckpt_path=$(CKPT) $(ARGS)
+
 test: install ## run the fast test suite (everything not marked slow)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 test-slow: install ## run only the slow tests
 	$(BIN)/python -m pytest -m slow $(ARGS)
+
+reproduce: install ## train + evaluate the README's experiments on full MNIST (data/MNIST/raw or download)
+	$(BIN)/python -m aelightning.reproduce $(ARGS)
+
+reproduce-quick: install ## the same pipeline on the bundled sample with tiny budgets (minutes)
+	$(BIN)/python -m aelightning.reproduce --quick $(ARGS)
+
+bench: install ## framework vs the seeds' loop vs the in-memory limit -> outputs/bench/ (ARGS="--quick", "--data-dir DIR")
+	$(BIN)/python -m aelightning.bench $(ARGS)
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -54,3 +54,8 @@ def step_decay(
     check(0.0 < gamma <= 1.0, f"model.scheduler.gamma must be in (0, 1], got {gamma}.")
     step_size = max(1, int(total_steps) // (num_decays + 1))
     return StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+def constant(optimizer: Optimizer, total_steps: int) -> LRScheduler:
+    """The base LR throughout (``model/scheduler=none``): an explicit no-op schedule."""
+    return LambdaLR(optimizer, lambda step: 1.0)

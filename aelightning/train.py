@@ -18,9 +18,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
+from aelightning.callbacks.resume import interrupted_error
+from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
 from aelightning.cli import run_reporting_errors
-from aelightning.errors import CheckpointError
 from aelightning.hparams import log_hparams
+from aelightning.io import write_json
+from aelightning.runtime import configure_runtime
 from aelightning.summary import print_summary
 
 log = logging.getLogger("aelightning")
@@ -41,11 +44,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise CheckpointError(
-            f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file."
-        )
+    ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=..., or resume=true: this run dir's last.ckpt
 
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.dims)
@@ -54,26 +53,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer,
         callbacks=build_callbacks(cfg.get("callbacks")),
         logger=build_loggers(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename; weights-only loads
     )
+    configure_runtime(cfg, model, trainer)  # threads, TF32, fused optimiser, compile
     for logger in trainer.loggers:
         logger.log_hyperparams(model.run_config)  # hparams.yaml beside the events
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except (SystemExit, KeyboardInterrupt) as exc:  # Ctrl-C / SIGTERM, after last.ckpt was saved
+        raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
     metrics = _scalar_metrics(trainer.callback_metrics)
 
     best = _best_checkpoint(trainer)
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        # test-time draws (noise, a VAE's sample) start from the seed, as in ae-evaluate,
+        # so evaluating the checkpoint later reproduces these numbers
+        if cfg.get("seed") is not None:
+            L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        try:
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
         metrics.update(_scalar_metrics(trainer.callback_metrics))
     log_hparams(trainer, model.run_config, metrics)
-    return {
+    result = {
         "metrics": metrics,
         "best_checkpoint": best,
-        "output_dir": cfg.paths.output_dir,
+        "output_dir": str(cfg.paths.output_dir),
         "data": getattr(datamodule, "source_description", type(datamodule).__name__),
         "seconds": time.perf_counter() - started,
         "interrupted": trainer.interrupted,
     }
+    if trainer.is_global_zero:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", result)
+    return result
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:

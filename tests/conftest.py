@@ -24,6 +24,9 @@ TINY = [
     "trainer.accelerator=cpu",
     "callbacks.rich_progress_bar=null",
     "callbacks.model_summary=null",
+    # seconds of plotting per run; tests/test_plots.py and test_evaluate.py switch them on
+    "callbacks.figures=null",
+    "callbacks.projector=null",
 ]
 
 

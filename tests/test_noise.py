@@ -47,3 +47,26 @@ def test_bad_std(std):
 def test_bad_probability(cls, p):
     with pytest.raises(ConfigError, match=r"noise\.p"):
         cls(p=p)
+
+
+@pytest.mark.parametrize(
+    "noise", [GaussianNoise(std=0.5), SaltPepperNoise(p=0.2), MaskingNoise(p=0.3)]
+)
+def test_corruption_stays_on_the_batch_device_and_dtype(noise):
+    x = torch.empty(4, 1, 28, 28, device="meta", dtype=torch.float64)  # no host copy possible
+    out = noise(x)
+    assert out.device == x.device and out.dtype == x.dtype and out.shape == x.shape
+
+
+def test_the_module_corrupts_in_training_and_evaluation_alike():
+    from aelightning.models.ae import DenoisingAutoencoder
+    from aelightning.nets.mlp import MLPNet
+
+    model = DenoisingAutoencoder(MLPNet((1, 28, 28)), noise=GaussianNoise(std=0.5))
+    x = torch.full((8, 1, 28, 28), 0.5)
+    for training in (True, False):
+        model.train(training)
+        with torch.no_grad():
+            out = model.model_step((x,))
+        assert not torch.equal(out.x_in, x)
+        assert float(out.terms["recon"]) == pytest.approx(float(((out.x_hat - x) ** 2).mean()))

@@ -35,3 +35,9 @@ def test_bad_warmup():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ConfigError, match="warmup_fraction"):
         warmup_cosine(opt, total_steps=10, warmup_fraction=1.5)
+
+
+def test_constant_is_the_none_option():
+    from aelightning.schedulers import constant
+
+    assert _lrs(constant, 20) == [1.0] * 20

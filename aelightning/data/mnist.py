@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
+from aelightning.data.base import InMemoryDataModule, is_int
 from aelightning.data.idx import IDX_FILES, find_idx_files, load_idx_dataset
-from aelightning.data.loader import InMemoryBatchLoader
 from aelightning.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -125,11 +124,7 @@ def split_stratified(
     return out[0], out[1], out[2]
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-class MNISTDataModule(L.LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """MNIST / Fashion-MNIST held in memory as uint8 ``[N, 1, 28, 28]`` tensors.
 
     Batches are uint8 ``(images, labels)``; the LightningModule converts to float on device, so
@@ -171,20 +166,13 @@ class MNISTDataModule(L.LightningDataModule):
         exclude_classes: Sequence[int] = (),
         drop_last: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, seed, on_device, drop_last)
         if name not in _SPECS:
             raise ConfigError(f"data.name={name!r} is unknown; use one of {', '.join(_SPECS)}")
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r} is unknown; use one of {', '.join(SOURCES)}")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is not None and (not _is_int(value) or value < 1):
-                raise ConfigError(f"data.{key}={value!r} must be an integer >= 1")
-        if not _is_int(val_size) or not 0 <= val_size < 60000:
+        if not is_int(val_size) or not 0 <= val_size < 60000:
             raise ConfigError(f"data.val_size={val_size!r} must be an integer in 0..59999")
-        if not _is_int(seed):
-            raise ConfigError(f"data.seed={seed!r} must be an integer")
-        if on_device not in ("auto", True, False):
-            raise ConfigError(f"data.on_device={on_device!r} must be auto, true or false")
         if not isinstance(download, bool):
             raise ConfigError(f"data.download={download!r} must be true or false")
         if isinstance(exclude_classes, (str, bytes)) or not isinstance(exclude_classes, Sequence):
@@ -192,7 +180,7 @@ class MNISTDataModule(L.LightningDataModule):
                 f"data.exclude_classes={exclude_classes!r} must be a list of labels, e.g. [0]"
             )
         items = list(exclude_classes)
-        if not all(_is_int(c) and 0 <= c <= 9 for c in items) or len(set(items)) == 10:
+        if not all(is_int(c) and 0 <= c <= 9 for c in items) or len(set(items)) == 10:
             raise ConfigError(
                 f"data.exclude_classes={items} must hold labels in 0..9 and leave at least one "
                 "class, e.g. [0]"
@@ -217,23 +205,10 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir = None if data_dir is None else Path(data_dir).expanduser()
         self.source = source
         self.download = download
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or max(batch_size, 1000))
         self.val_size = int(val_size)
-        self.seed = int(seed)
-        self.on_device = on_device
         self.exclude_classes = tuple(sorted({int(c) for c in items}))
-        self.drop_last = bool(drop_last)
 
         self.source_used: str | None = None
-        self.source_description = ""
-        self.split_sizes: dict[str, int] = {}
-        self.train_images: torch.Tensor | None = None
-        self.train_labels: torch.Tensor | None = None
-        self.val_images: torch.Tensor | None = None
-        self.val_labels: torch.Tensor | None = None
-        self.test_images: torch.Tensor | None = None
-        self.test_labels: torch.Tensor | None = None
         self._downloaded = False
         self._download_error: DataError | None = None
 
@@ -257,25 +232,10 @@ class MNISTDataModule(L.LightningDataModule):
         if self._wants_download() and self._find_files() is None:
             self._try_download()
 
-    def setup(self, stage: str | None = None) -> None:
-        """Load once (later calls only re-place the tensors for the current trainer)."""
-        if self.source_used is None:
-            self._load()
-        self._place_on_device()
-
-    def train_dataloader(self) -> InMemoryBatchLoader:
-        # Lightning cannot turn shuffling off in a non-DataLoader for overfit_batches: do it here.
-        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
-        return self._loader("train", self.batch_size, shuffle=not overfit, drop_last=self.drop_last)
-
-    def val_dataloader(self) -> InMemoryBatchLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> InMemoryBatchLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> InMemoryBatchLoader:
-        return self.test_dataloader()
+    def default_eval_batch_size(self, batch_size: int) -> int:
+        """Evaluation keeps no activations for backward, so big batches are cheap and cut
+        per-step overhead; 1000 divides 5,000 / 10,000 (no ragged last batch)."""
+        return max(batch_size, 1000)
 
     # -- loading -------------------------------------------------------------------------------
     def _wants_download(self) -> bool:
@@ -442,38 +402,3 @@ class MNISTDataModule(L.LightningDataModule):
         if self.exclude_classes:
             s += f", classes {list(self.exclude_classes)} excluded from train/val"
         return s
-
-    # -- placement and loaders -----------------------------------------------------------------
-    def _target_device(self) -> torch.device:
-        if self.trainer is None or self.on_device is False:
-            return torch.device("cpu")
-        root = self.trainer.strategy.root_device
-        return root if root.type != "cpu" else torch.device("cpu")
-
-    def _place_on_device(self) -> None:
-        """Move all split tensors once to where the trainer computes (no per-batch copies)."""
-        device = self._target_device()
-        for split in ("train", "val", "test"):
-            for kind in ("images", "labels"):
-                t = getattr(self, f"{split}_{kind}")
-                if t is not None and t.device != device:
-                    setattr(self, f"{split}_{kind}", t.to(device))
-
-    def _loader(
-        self, split: str, batch_size: int, shuffle: bool, drop_last: bool = False
-    ) -> InMemoryBatchLoader:
-        if self.source_used is None:
-            self.setup()
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        return InMemoryBatchLoader(
-            getattr(self, f"{split}_images"),
-            getattr(self, f"{split}_labels"),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world,
-        )

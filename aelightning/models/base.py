@@ -37,6 +37,18 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler]
 
 
+def optimizer_or_default(factory: OptimizerFactory | None, key: str) -> OptimizerFactory:
+    """The configured optimizer factory (Adam 1e-3 if None), its learning rate checked."""
+    factory = factory if factory is not None else partial(Adam, lr=1e-3)
+    lr = getattr(factory, "keywords", {}).get("lr")
+    if lr is not None:
+        check(
+            isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+            f"{key}.lr must be a finite number > 0, got {lr}.",
+        )
+    return factory
+
+
 @dataclass
 class StepOutput:
     """What one forward pass produced: the loss terms and the tensors behind them."""
@@ -67,6 +79,11 @@ class AutoencoderModule(L.LightningModule):
 
     #: how many times wider than the decoder's input the encoder's code must be
     code_multiplier: ClassVar[int] = 1
+    #: the objective reads the raw code (a Gaussian's mean, a prior's support), so the
+    #: net must not squash it: ``net.bottleneck_activation`` has to be ``none``
+    needs_unconstrained_code: ClassVar[bool] = False
+    #: the name users select this objective by (``model=<name>``), for error messages
+    config_name: ClassVar[str] = "ae"
 
     def __init__(
         self,
@@ -93,16 +110,16 @@ class AutoencoderModule(L.LightningModule):
             net.code_multiplier == self.code_multiplier,
             f"{type(self).__name__} needs a net built with code_multiplier={self.code_multiplier}.",
         )
+        if self.needs_unconstrained_code:
+            check(
+                net.bottleneck_activation == "none",
+                f"model={self.config_name} needs an unconstrained code: set "
+                f"net.bottleneck_activation=none (it is {net.bottleneck_activation!r}).",
+            )
         self.net = net
         self.noise = noise if noise is not None else NoNoise()
         self.recon_loss = recon_loss
-        self.optimizer_factory = optimizer if optimizer is not None else partial(Adam, lr=1e-3)
-        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
-        if lr is not None:
-            check(
-                isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-                f"model.optimizer.lr must be a finite number > 0, got {lr}.",
-            )
+        self.optimizer_factory = optimizer_or_default(optimizer, "model.optimizer")
         self.scheduler_factory = scheduler
         self.num_example_images = int(num_example_images)
         #: first validation batch of the epoch (input, noisy input, output) for figures
@@ -121,16 +138,22 @@ class AutoencoderModule(L.LightningModule):
 
     def forward_step(self, x_in: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(code, x_hat)`` for a (possibly corrupted) input."""
-        code = self.net.encode(x_in)
-        return code, self.net.decode(code)
+        code, skips = self.net.encode_with_skips(x_in)
+        return code, self.net.decode(code, skips)
 
-    def reconstruction_loss(self, x_hat: Tensor, x: Tensor) -> Tensor:
-        """Mean per-pixel reconstruction error in float32 (safe under bf16 autocast)."""
+    def reconstruction_loss(self, x_hat: Tensor, x: Tensor, per_image: bool = False) -> Tensor:
+        """Reconstruction error in float32 (safe under bf16 autocast).
+
+        The mean per pixel by default (the seeds' ``nn.MSELoss``); with ``per_image`` the
+        sum over each image's pixels, averaged over the batch (nats per image for ``bce``).
+        """
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_hat, x = x_hat.float(), x.float()
             if self.recon_loss == "bce":
-                return F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x)
-            return F.mse_loss(x_hat, x)
+                pixels = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="none")
+            else:
+                pixels = F.mse_loss(x_hat, x, reduction="none")
+            return pixels.flatten(1).sum(1).mean() if per_image else pixels.mean()
 
     def loss(self, x: Tensor, x_in: Tensor, code: Tensor, x_hat: Tensor) -> dict[str, Tensor]:
         """Named loss terms; ``loss`` is the total that is optimised."""
@@ -153,22 +176,25 @@ class AutoencoderModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         out = self.model_step(batch)
-        size = batch[0].shape[0]
+        self.log_train_terms(out.terms, batch[0].shape[0])
+        return out.loss
+
+    def log_train_terms(self, terms: dict[str, Tensor], batch_size: int) -> None:
+        """``train/<term>`` every step, and the epoch mean of the total as ``train/loss_epoch``."""
         self.log_dict(
-            {f"train/{k}": v.detach() for k, v in out.terms.items()},
+            {f"train/{k}": v.detach() for k, v in terms.items()},
             on_step=True,
             on_epoch=False,
-            batch_size=size,
+            batch_size=batch_size,
         )
         self.log(
             "train/loss_epoch",
-            out.loss.detach(),
+            terms["loss"].detach(),
             on_step=False,
             on_epoch=True,
-            batch_size=size,
+            batch_size=batch_size,
             prog_bar=True,
         )
-        return out.loss
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         out = self._evaluate("val", batch)
@@ -225,3 +251,5 @@ class AutoencoderModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["aelightning_config"] = self.run_config
+        # with the config, enough to rebuild the model (aelightning.checkpoint)
+        checkpoint["aelightning_input_shape"] = list(self.net.input_shape)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from aelightning.errors import ConfigError
 
@@ -33,3 +34,27 @@ def make_activation(
 
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "none", "tanh", "relu")
+
+
+def activation_derivative(activation: nn.Module, pre: Tensor, post: Tensor) -> Tensor | None:
+    """Elementwise ``d post / d pre`` for the activations with a cheap closed form, else None.
+
+    ``pre`` is the activation's input and ``post`` its output; used by closed-form encoder
+    Jacobians (the contractive penalty).
+    """
+    if isinstance(activation, nn.Identity):
+        return torch.ones_like(pre)
+    if isinstance(activation, nn.ReLU):
+        return (pre > 0).to(pre.dtype)
+    if isinstance(activation, nn.LeakyReLU):
+        slope = activation.negative_slope
+        return (pre > 0).to(pre.dtype) * (1.0 - slope) + slope
+    if isinstance(activation, nn.Sigmoid):
+        return post * (1.0 - post)
+    if isinstance(activation, nn.Tanh):
+        return 1.0 - post * post
+    if isinstance(activation, nn.ELU):
+        return torch.where(pre > 0, torch.ones_like(pre), post + activation.alpha)
+    if isinstance(activation, nn.Softplus) and activation.beta == 1:
+        return torch.sigmoid(pre)
+    return None

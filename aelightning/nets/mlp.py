@@ -5,18 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from aelightning.errors import check
-from aelightning.nets.activations import OUTPUT_ACTIVATIONS, make_activation
-from aelightning.nets.base import AutoencoderNet
+from aelightning.nets.activations import (
+    OUTPUT_ACTIVATIONS,
+    activation_derivative,
+    make_activation,
+)
+from aelightning.nets.base import AutoencoderNet, HiddenDropout
 
 
 def _dense_stack(widths: Sequence[int], activation: str, key: str) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for fan_in, fan_out in pairwise(widths):
-        layers += [nn.Linear(fan_in, fan_out), make_activation(activation, key)]
+        layers += [nn.Linear(fan_in, fan_out), make_activation(activation, key), HiddenDropout()]
     return layers
 
 
@@ -46,6 +52,7 @@ class MLPNet(AutoencoderNet):
         check(int(latent_dim) >= 1, f"net.latent_dim must be >= 1, got {latent_dim}.")
         self.latent_dim = int(latent_dim)
         self.output_activation = str(output_activation).lower()
+        self.bottleneck_activation = str(bottleneck_activation).lower()
         n_in = math.prod(self.input_shape)
         code_width = self.latent_dim * self.code_multiplier
         self.encoder = nn.Sequential(
@@ -68,5 +75,32 @@ class MLPNet(AutoencoderNet):
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 
-    def decode(self, latent: Tensor) -> Tensor:
+    def decode(self, latent: Tensor, skips: Any = None) -> Tensor:
         return self.decoder(latent)
+
+    def encoder_jacobian(self, x: Tensor) -> Tensor | None:
+        """Closed form ``J = D_L W_L ... D_1 W_1`` (D: activation slopes), ``[B, code, pixels]``.
+
+        Accumulated from the code end, so the cost is that of ``code`` backward passes
+        through the linear layers, with no autograd graph of its own.
+        """
+        weights: list[Tensor] = []
+        slopes: list[Tensor] = []
+        h = pre = x.flatten(1)
+        for module in list(self.encoder)[1:]:  # after Flatten: Linear, activation, dropout...
+            if isinstance(module, nn.Linear):
+                pre = module(h)
+                weights.append(module.weight)
+            elif isinstance(module, HiddenDropout):
+                if module.p > 0 and self.training:
+                    return None  # random masks: no closed form
+            else:
+                h = module(pre)
+                slope = activation_derivative(module, pre, h)
+                if slope is None:
+                    return None
+                slopes.append(slope)
+        jac = slopes[-1].unsqueeze(2) * weights[-1]  # [B, code, h_L]
+        for weight, slope in zip(reversed(weights[:-1]), reversed(slopes[:-1]), strict=True):
+            jac = torch.matmul(jac * slope.unsqueeze(1), weight)  # [B, code, h_{l-1}]
+        return jac

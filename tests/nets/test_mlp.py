@@ -39,3 +39,26 @@ def test_code_multiplier_widens_only_the_code():
 def test_bad_values_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         MLPNet((1, 28, 28), **kwargs)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "elu", "leaky_relu", "none"])
+def test_closed_form_jacobian_equals_autograd(activation):
+    torch.manual_seed(0)
+    net = MLPNet(
+        (1, 5, 4),
+        hidden_dims=[7, 6],
+        latent_dim=3,
+        hidden_activation=activation,
+        bottleneck_activation="sigmoid",
+    ).double()
+    x = torch.rand(4, 1, 5, 4, dtype=torch.double)
+    jac = net.encoder_jacobian(x)
+    for b in range(4):
+        expected = torch.autograd.functional.jacobian(lambda v: net.encode(v[None])[0], x[b])
+        torch.testing.assert_close(jac[b], expected.reshape(3, 20))
+
+
+def test_no_closed_form_for_other_activations():
+    assert (
+        MLPNet((1, 4, 4), hidden_activation="gelu").encoder_jacobian(torch.rand(2, 1, 4, 4)) is None
+    )

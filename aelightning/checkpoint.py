@@ -1,0 +1,284 @@
+"""Checkpoints that are never half-written and never run code when loaded.
+
+* Saving: :class:`AtomicCheckpointIO` (passed to the Trainer as a plugin) writes a checkpoint to a
+  temporary file in the target's own folder, fsyncs it and renames it into place with
+  ``os.replace``. A crash, a full disk or a SIGKILL in the middle of a save leaves the previous
+  checkpoint untouched (Lightning's own writer stages the file in the system temp dir and moves
+  it, which is a copy, not a rename, when /tmp is another file system).
+* Loading: :func:`load_checkpoint` always uses ``torch.load(weights_only=True)``. A file whose
+  unpickling would import or call anything outside torch's allow-list (plus
+  :data:`SAFE_GLOBALS`) is refused with a :class:`CheckpointError` before any of it runs.
+* Rebuilding: :func:`load_model_from_checkpoint` rebuilds the model from the config stored in
+  the checkpoint (``aelightning_config``) through :func:`aelightning.builders.build_model`.
+* Resuming: :func:`resolve_ckpt_path` turns ``resume=true`` / ``ckpt_path=...`` into the file
+  to continue from, and refuses a checkpoint whose model, noise or data differ from the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import pickle
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from aelightning.errors import CheckpointError
+
+log = logging.getLogger("aelightning")
+
+#: Extra classes/functions a checkpoint may reference. Nothing of the project's is pickled into
+#: checkpoints today (the config is stored as plain dicts, RNG states as tensors and ints; a test
+#: loads a full training checkpoint with this list empty); add a type here only if it is a plain
+#: data holder whose construction cannot run code.
+SAFE_GLOBALS: list[Any] = []
+
+#: config groups that define the trained model and its batches: a resume must match them
+RESUME_MUST_MATCH = ("net", "model", "noise", "data", "seed")
+#: data keys that say where or how fast data is read, not what is trained on
+DATA_LOCATION_KEYS = frozenset(
+    {"data_dir", "download", "on_device", "eval_batch_size", "num_workers", "cache_dir"}
+)
+#: checkpoint keys written by AutoencoderModule.on_save_checkpoint
+CONFIG_KEY = "aelightning_config"
+INPUT_SHAPE_KEY = "aelightning_input_shape"
+
+
+# ---------------------------------------------------------------------------------- saving
+def atomic_torch_save(obj: Any, path: _PATH) -> None:
+    """``torch.save`` into a temp file beside ``path``, fsync, then rename over ``path``.
+
+    The temp name starts with a dot and ends in ``.tmp``, so nothing that looks for ``*.ckpt``
+    ever sees a partial file; on any exception it is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO with atomic local saves and weights-only loads.
+
+    Remote paths (``s3://`` etc.) keep Lightning's writer, whose object stores publish a file
+    only when the upload completes.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or not _is_local_file_protocol(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Any = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Always weights-only: a resume must not execute code from a file."""
+        if weights_only is False:
+            log.warning("ignoring weights_only=False: checkpoints are always loaded weights-only")
+        if not _is_local_file_protocol(path):
+            with _safe_load_errors(path):
+                return super().load_checkpoint(path, map_location, weights_only=True)
+        return load_checkpoint(path, map_location=map_location)
+
+
+# --------------------------------------------------------------------------------- loading
+@contextlib.contextmanager
+def _safe_load_errors(path: _PATH) -> Iterator[None]:
+    """Turn torch.load's failures into one sentence that says what is wrong with the file."""
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            yield
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"refusing to load checkpoint '{path}': it holds a pickled Python object{what} that "
+            "loading would construct or call, so it may run code; only weights-only checkpoints "
+            "(tensors, numbers, strings, lists, dicts) are accepted."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise CheckpointError(f"checkpoint '{path}' does not exist.") from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line.split(". ")[0].rstrip(".")[:160]
+        if isinstance(exc, KeyError):  # torch's legacy reader on a file that is no checkpoint
+            reason = "not in torch's file format"
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a readable torch checkpoint (truncated or corrupt: "
+            f"{reason})."
+        ) from None
+
+
+def load_checkpoint(path: _PATH, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with clear errors; never runs pickled code."""
+    if _is_local_file_protocol(path) and not Path(path).is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist or is not a file.")
+    with _safe_load_errors(path):
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"checkpoint '{path}' holds a {type(checkpoint).__name__}, not a Lightning checkpoint."
+        )
+    return checkpoint
+
+
+def load_model_from_checkpoint(
+    path: _PATH, map_location: Any = "cpu", input_shape: Sequence[int] | None = None
+) -> Any:
+    """Rebuild the trained model from a checkpoint alone (its stored config and weights).
+
+    Returns the :class:`~aelightning.models.base.AutoencoderModule` in eval mode, with
+    ``run_config`` set to the stored config. ``input_shape`` is only needed for checkpoints that
+    predate the stored shape.
+    """
+    from aelightning.builders import build_model  # builders imports the models: keep lazy
+
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    config = checkpoint.get(CONFIG_KEY)
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"checkpoint '{path}' has no '{CONFIG_KEY}': it was not written by ae-train, so the "
+            "model cannot be rebuilt from it."
+        )
+    shape = input_shape or checkpoint.get(INPUT_SHAPE_KEY)
+    if not shape:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not record its input shape; pass input_shape=(C, H, W)."
+        )
+    model = build_model(OmegaConf.create(config), tuple(int(s) for s in shape))
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(
+            f"checkpoint '{path}' weights do not fit the model its config builds ({first})."
+        ) from None
+    model.run_config = config
+    return model.eval()
+
+
+# -------------------------------------------------------------------------------- resuming
+def find_last_checkpoint(folder: _PATH) -> Path | None:
+    """The newest ``last*.ckpt`` in ``folder`` (the latest state of a run), if any."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.glob("last*.ckpt") if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """Where this run's checkpoints go (the ``model_checkpoint`` callback's folder)."""
+    callbacks = cfg.get("callbacks") or {}
+    for name in ("resume_checkpoint", "model_checkpoint"):
+        entry = callbacks.get(name)
+        if entry is not None and entry.get("dirpath"):
+            return Path(entry.dirpath)
+    return Path(cfg.paths.output_dir) / "checkpoints"
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """The checkpoint ``trainer.fit`` continues from: ``ckpt_path``, or with ``resume=true`` the
+    latest state in this run dir; checked to exist and to match the config."""
+    ckpt_path, resume = cfg.get("ckpt_path"), cfg.get("resume", False)
+    if resume not in (True, False):
+        raise CheckpointError(f"resume={resume!r} must be true or false.")
+    if resume and ckpt_path:
+        raise CheckpointError(
+            "set either resume=true (continue the run in hydra.run.dir) or ckpt_path=<file>, "
+            "not both."
+        )
+    if resume:
+        folder = checkpoint_dir(cfg)
+        found = find_last_checkpoint(folder)
+        if found is None:
+            raise CheckpointError(
+                f"resume=true found no last.ckpt in '{folder}'; point hydra.run.dir at the run "
+                "to continue, e.g. ae-train resume=true hydra.run.dir=outputs/<date>/<time>."
+            )
+        ckpt_path = str(found)
+        log.info("Resuming from %s", ckpt_path)
+    elif not ckpt_path:
+        return None
+    elif not Path(ckpt_path).is_file():
+        raise CheckpointError(
+            f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file."
+        )
+    saved = load_checkpoint(ckpt_path).get(CONFIG_KEY)
+    if isinstance(saved, dict):
+        check_same_run(saved, OmegaConf.to_container(cfg, resolve=True), ckpt_path)
+    return str(ckpt_path)
+
+
+def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: _PATH) -> None:
+    """Refuse to continue a checkpoint under a config that would train something else."""
+    for group in RESUME_MUST_MATCH:
+        before, now = saved.get(group), current.get(group)
+        if group == "data" and isinstance(before, Mapping) and isinstance(now, Mapping):
+            before = {k: v for k, v in before.items() if k not in DATA_LOCATION_KEYS}
+            now = {k: v for k, v in now.items() if k not in DATA_LOCATION_KEYS}
+        key = _first_difference(before, now, group)
+        if key is not None:
+            was, is_ = _lookup(saved, key), _lookup(current, key)
+            raise CheckpointError(
+                f"checkpoint '{path}' was trained with {key}={was!r} but this run has "
+                f"{key}={is_!r}; repeat the original run's overrides to continue it."
+            )
+
+
+def _first_difference(a: Any, b: Any, key: str) -> str | None:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for k in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(k), b.get(k), f"{key}.{k}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return None
+    return None if a == b else key
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node

@@ -1,0 +1,1 @@
+"""Plain-PyTorch reference implementations the framework's results are compared against."""

@@ -1,0 +1,141 @@
+"""``make bench`` on real data: the three ways train the same samples, the clock inside a real
+fit measures what it says, the report holds the numbers it was given."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from aelightning import bench
+from aelightning.builders import build_model
+from aelightning.train import train
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def sample_source() -> tuple[torch.Tensor, torch.Tensor, str]:
+    return bench.mnist_source(None)
+
+
+def test_seeds_copy_holds_exactly_the_frameworks_training_split(tmp_path, sample_source):
+    from torchvision import datasets
+
+    data = bench.prepare_mnist(tmp_path, sample_source, n=600, seed=3)
+    assert data.train_images is not None and data.train_images.shape == (600, 1, 28, 28)
+    seeds = datasets.MNIST(str(data.seeds_dir), train=True)  # torchvision's own reader
+    assert len(seeds) == 600
+    assert torch.equal(seeds.data, data.train_images[:, 0])
+    assert "data.source=idx" in data.overrides and "data.val_size=100" in data.overrides
+
+
+def test_tile_repeats_real_images_to_any_count(sample_source):
+    images = sample_source[0]
+    tiled = bench.tile(images, len(images) * 2 + 7)
+    assert len(tiled) == len(images) * 2 + 7
+    assert torch.equal(tiled[len(images) : 2 * len(images)], images)
+
+
+def test_limit_loop_trains_and_splits_its_time(make_cfg, sample_source):
+    cfg = make_cfg()
+    module = build_model(cfg, (1, 28, 28))
+    images = sample_source[0][:512]
+    run = bench.run_limit(
+        module, images, 64, epochs=3, device=torch.device("cpu"), profile=True, autocast_dtype=None
+    )
+    assert [e["samples"] for e in run.epochs] == [512] * 3
+    assert [e["steps"] for e in run.epochs] == [8] * 3
+    ms = run.ms_per_step()
+    assert {"data", "forward", "backward", "optimizer"} <= set(ms)
+    parts = sum(v for k, v in ms.items() if k not in ("total", "other"))
+    assert parts <= ms["total"] * 1.001 and parts > 0.5 * ms["total"]
+    assert run.samples_per_s > 0 and run.samples_per_cpu_s > 0
+
+
+def test_epoch_clock_times_a_real_fit(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "trainer.max_epochs=2",
+        "test=false",
+        "callbacks.figures=null",
+        "callbacks.projector=null",
+        "trainer.profiler={_target_:lightning.pytorch.profilers.SimpleProfiler}",
+    )
+    out = tmp_path / "clock.json"
+    with open_dict(cfg):
+        cfg.callbacks.bench_clock = {
+            "_target_": "aelightning.bench.EpochClock",
+            "out": str(out),
+            "profile": True,
+        }
+    train(cfg)
+    clock = json.loads(out.read_text())
+    epochs = clock["epochs"]
+    assert [e["samples"] for e in epochs] == [4000, 4000]  # the sample's training split
+    assert [e["steps"] for e in epochs] == [32, 32]
+    run = bench.Run("framework", epochs)
+    ms = bench.framework_parts(run.ms_per_step())
+    for part in ("data", "forward", "backward", "optimizer", "logging", "callbacks"):
+        assert ms[part] > 0, part
+    assert ms["forward"] + ms["backward"] + ms["optimizer"] < ms["total"]
+    assert math.isclose(sum(v for k, v in ms.items() if k != "total"), ms["total"], rel_tol=1e-6)
+
+
+def test_memory_per_image_is_c_h_w(tmp_path):
+    opts = bench.options_from(bench.parse_args(["--quick", "--out", str(tmp_path)]), [])
+    b = bench.Bench(opts, tmp_path)
+    row = b._memory_row("mnist", bench.prepare_mnist(tmp_path, b.source, 1000, 0), (1, 28, 28))
+    assert row["images"] == 1000 + 2 * 100
+    assert row["bytes_per_image"] == row["c_h_w"] == 784
+    assert row["label_bytes_per_image"] == 8
+
+
+def test_quick_bench_writes_json_and_table(tmp_path):
+    """The CLI end to end on one case: three ways, same samples, numbers in both files."""
+    out = tmp_path / "bench"
+    result = bench.main(
+        ["--quick", "--cases", "mlp-b32", "--no-scaling", "--scale", "0.5", "--out", str(out)]
+    )
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["cases"][0]["case"] == result["cases"][0]["case"] == "mlp-b32"
+    case = saved["cases"][0]
+    assert case["samples"] == 1000
+    runs = case["runs"]
+    for method in bench.METHODS:
+        (run,) = runs[method]
+        timed = run["epochs"][1:]  # the first epoch is warm-up
+        assert [e["samples"] for e in timed] == [1000]
+        assert run["samples_per_s"] > 0 and run["peak_rss_mb"] > 0
+    median = case["median_samples_per_s"]
+    assert math.isclose(case["a/b"], median["framework"] / median["seeds"])
+    assert math.isclose(case["a/c"], median["framework"] / median["limit"])
+    assert set(case["profile"]) == set(bench.METHODS)
+    table = (out / "bench.md").read_text()
+    assert f"| mlp-b32 | 32 | 1,000 | {median['framework']:,.0f} |" in table
+    assert "mlp-b256 a/c ≥ 0.85: – (not measured)" in table
+
+
+@pytest.mark.slow
+def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "aelightning.bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "bench.json").read_text())
+    names = [c["case"] for c in result["cases"]]
+    assert names == [c.name for c in bench.CASES]
+    measured = [c for c in result["cases"] if not c.get("skipped")]
+    assert all(c["median_samples_per_s"]["framework"] > 0 for c in measured)
+    scaling = result["scaling"]
+    assert [r["batch_size"] for r in scaling["batch_size"]] == list(bench.QUICK.batch_sizes)
+    assert all(r["bytes_per_image"] == r["c_h_w"] for r in scaling["memory"])
+    assert {t["case"] for t in result["targets"]} == {"mlp-b32", "mlp-b256"}
+    assert "## Throughput vs batch size" in (tmp_path / "bench.md").read_text()

@@ -1,0 +1,112 @@
+"""Every drawing is a valid PNG with content, in the run dir and in TensorBoard."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+from aelightning import plots
+from aelightning.data.mnist import load_mnist_sample
+from aelightning.history import TrainingHistory, find_event_dir
+from tests.tbutil import read_events
+
+
+def assert_png_with_content(source: Path | bytes, min_side: int = 28) -> np.ndarray:
+    """A readable PNG of a reasonable size whose pixels are not all the same."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    Image.open(io.BytesIO(data)).verify()  # raises on a truncated or corrupt file
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
+    assert min(pixels.shape[:2]) >= min_side, pixels.shape
+    assert pixels.var() > 0
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_mnist_sample()
+    return images[::10][:300].float() / 255.0, labels[::10][:300]
+
+
+def test_image_grids_show_the_images(digits):
+    images, _ = digits
+    examples = {
+        "input": images[:8],
+        "noisy": (images[:8] + 0.3).clamp(0, 1),
+        "output": images[8:16],
+    }
+    grid = assert_png_with_content(plots.figure_png(plots.reconstruction_grid(examples)))
+    blank = {k: torch.zeros_like(v) for k, v in examples.items()}
+    blank_grid = plots.png_pixels(plots.figure_png(plots.reconstruction_grid(blank)))
+    assert grid.shape == blank_grid.shape and np.abs(grid - blank_grid).mean() > 1.0
+    rgb = images[:12].expand(-1, 3, -1, -1) * torch.tensor([1.0, 0.5, 0.2]).view(1, 3, 1, 1)
+    assert_png_with_content(plots.figure_png(plots.image_grid(rgb, nrow=4, title="rgb")))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_code_scatter_colours_classes(digits, dims):
+    images, labels = digits
+    points = images.flatten(1)[:, 300 : 300 + dims * 40 : 40].numpy()  # real pixel intensities
+    fig = plots.code_scatter(points, labels, [str(i) for i in range(10)], title=f"{dims}-D")
+    pixels = assert_png_with_content(plots.figure_png(fig))
+    colours = {tuple(p) for p in pixels.reshape(-1, 3).astype(int)[::7]}
+    assert len(colours) > 20  # ten class colours plus their anti-aliased edges
+
+
+def test_curves_and_noise_curve():
+    fig = plots.curves(
+        {"train": [(1, 0.2), (2, 0.1), (3, 0.08)], "val": [(1, 0.15), (2, 0.11), (3, 0.1)]},
+        xlabel="epoch",
+        ylabel="loss",
+    )
+    assert_png_with_content(plots.figure_png(fig))
+    rows = [
+        {"level": lv, "psnr_noisy": pn, "psnr_out": po, "gain": po - pn}
+        for lv, pn, po in [(0.0, 100.0, 18.0), (0.25, 13.0, 17.5), (0.5, 8.0, 16.0)]
+    ]
+    assert_png_with_content(plots.figure_png(plots.noise_curve(rows, "GaussianNoise", "std")))
+
+
+def test_sink_writes_png_and_tensorboard_image(tmp_path, digits):
+    images, _ = digits
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    sink = plots.FigureSink(tmp_path / "figures", writer, step=7)
+    for epoch in range(2):  # per-epoch figures share one tag (TensorBoard's step slider)
+        sink.add(f"grid_epoch{epoch:03d}", plots.image_grid(images[:16], nrow=8))
+    writer.close()
+    for epoch in range(2):
+        assert_png_with_content(tmp_path / "figures" / f"grid_epoch{epoch:03d}.png")
+    acc = read_events(tmp_path / "tb")
+    assert acc.Tags()["images"] == ["figures/grid"]
+    logged = acc.Images("figures/grid")
+    assert len(logged) == 2 and logged[0].step == 7
+    assert_png_with_content(logged[0].encoded_image_string)
+    with pytest.raises(ValueError, match="plain file name"):
+        sink.add("../escape", plots.image_grid(images[:4], nrow=2))
+
+
+def test_history_reads_epochs_and_learning_rates(tmp_path):
+    """Events written the way Lightning writes them: ``epoch`` beside every logged metric."""
+    writer = SummaryWriter(str(tmp_path / "tensorboard"))
+    for epoch, step in enumerate((10, 20, 30)):
+        for i in range(step - 10, step, 5):
+            writer.add_scalar("lr-Adam", 1e-3 * (1 - i / 40), i)
+            writer.add_scalar("epoch", epoch, i)
+        writer.add_scalar("val/loss", 0.2 / (epoch + 1), step)
+        writer.add_scalar("epoch", epoch, step)
+        writer.add_scalar("train/loss_epoch", 0.3 / (epoch + 1), step)
+        writer.add_scalar("epoch", epoch, step)
+    writer.close()
+    history = TrainingHistory.from_event_dir(find_event_dir(tmp_path))
+    assert history.loss_x == "epoch"
+    assert [x for x, _ in history.val_loss] == [1, 2, 3]
+    assert [v for _, v in history.val_loss] == pytest.approx([0.2, 0.1, 0.2 / 3])
+    assert [x for x, _ in history.train_loss] == [1, 2, 3]
+    assert [x for x, _ in history.learning_rates["lr-Adam"]] == [0, 5, 10, 15, 20, 25]
+    assert TrainingHistory.from_event_dir(tmp_path / "missing").empty

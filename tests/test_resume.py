@@ -1,0 +1,220 @@
+"""Resume exactly: stop a real run (SIGKILL, SIGTERM, Ctrl-C), continue it, compare the weights
+with a run that was never stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from aelightning.checkpoint import load_checkpoint
+from aelightning.cli import run_reporting_errors
+from aelightning.errors import CheckpointError
+from aelightning.train import train
+from tests.conftest import ROOT, TINY, compose_config
+
+
+class SignalAtStep(L.Callback):
+    """Test helper: the run sends ``signum`` to its own process after optimizer step ``step``
+    (a deterministic moment; SIGKILL then kills it like ``kill -9`` from outside would)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1) -> None:
+        self.step, self.signum, self.times = int(step), int(signum), int(times)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["state_dict"]
+
+
+def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+# ----------------------------------------------------------------------- in-process runs
+#: small but real: 6 batches of 128 noisy digits per epoch, deterministic kernels, no logger
+SHORT = [
+    *TINY,
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "trainer.deterministic=true",
+    "noise=gaussian",
+    "test=false",
+    "logger=none",
+    "callbacks.lr_monitor=null",
+    "callbacks.reconstructions=null",
+]
+
+
+def _cfg(root: Path, run: str, *overrides: str) -> DictConfig:
+    return compose_config(root / run, [*SHORT, f"data.data_dir={root}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """Final weights of the uninterrupted short run."""
+    root = tmp_path_factory.mktemp("reference")
+    cfg = _cfg(root, "run")
+    train(cfg)
+    return _weights(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("signum", "reason", "code"),
+    [(15, "SIGTERM", 143), (2, "Ctrl-C", 130)],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
+    tmp_path, capsys, reference, signum, reason, code
+):
+    helper = "tests.test_resume.SignalAtStep"
+    stopped = _cfg(
+        tmp_path,
+        "run",
+        f"+callbacks.stopper._target_={helper}",
+        "+callbacks.stopper.step=8",  # mid-epoch 2 of 2
+        f"+callbacks.stopper.signum={signum}",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        run_reporting_errors(lambda: train(stopped))
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    last = Path(stopped.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert err.startswith(f"error: training stopped by {reason} at step ")
+    assert f"saved '{last}'; continue with: ae-train resume=true hydra.run.dir=" in err
+    saved_step = load_checkpoint(last)["global_step"]
+    assert saved_step in (8, 9)  # Ctrl-C stops at the end of the step it arrives in or the next
+
+    train(_cfg(tmp_path, "run", "resume=true"))
+    resumed = _weights(last)
+    assert load_checkpoint(last)["global_step"] == 12
+    assert _max_abs_diff(resumed, reference) <= 1e-6
+
+
+def test_second_ctrl_c_quits_at_once_and_saves_nothing(tmp_path, capsys):
+    cfg = _cfg(
+        tmp_path,
+        "run",
+        "+callbacks.stopper._target_=tests.test_resume.SignalAtStep",
+        "+callbacks.stopper.step=8",
+        "+callbacks.stopper.signum=2",
+        "+callbacks.stopper.times=2",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        run_reporting_errors(lambda: train(cfg))
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "error: training stopped by Ctrl-C (forced) at step 8 (epoch 1); nothing was saved at "
+        "the stop (a forced stop, or callbacks.resume_checkpoint off)."
+    )
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == 6  # the end of epoch 1, written before
+
+
+def test_resume_needs_a_checkpoint_in_the_run_dir(make_cfg, capsys):
+    cfg = make_cfg("resume=true")
+    with pytest.raises(SystemExit) as exit_info:
+        run_reporting_errors(lambda: train(cfg))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: resume=true found no last.ckpt in ") and "hydra.run.dir" in err
+
+
+def test_resume_and_ckpt_path_together_is_an_error(make_cfg, tmp_path):
+    cfg = make_cfg("resume=true", f"ckpt_path={tmp_path / 'x.ckpt'}")
+    with pytest.raises(CheckpointError, match=r"either resume=true .* or ckpt_path"):
+        train(cfg)
+
+
+def test_resume_refuses_a_run_with_another_model(tmp_path):
+    first = _cfg(tmp_path, "run", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+    train(first)
+    changed = _cfg(tmp_path, "run", "resume=true", "net.latent_dim=8")
+    with pytest.raises(CheckpointError) as info:
+        train(changed)
+    assert "was trained with net.latent_dim=20 but this run has net.latent_dim=8" in str(info.value)
+
+
+def test_last_ckpt_is_the_latest_state_when_val_loss_stops_improving(tmp_path):
+    # lr 1e-30 leaves the weights as they are: val/loss never improves after epoch 0, so
+    # ModelCheckpoint(save_last=True) alone would leave last.ckpt at step 3
+    cfg = _cfg(
+        tmp_path,
+        "run",
+        "noise=none",
+        "model.optimizer.lr=1e-30",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=3",
+    )
+    train(cfg)
+    folder = Path(cfg.paths.output_dir) / "checkpoints"
+    assert {p.name for p in folder.iterdir()} == {"epoch_000.ckpt", "last.ckpt"}
+    assert load_checkpoint(folder / "epoch_000.ckpt")["global_step"] == 3
+    assert load_checkpoint(folder / "last.ckpt")["global_step"] == 9
+
+
+# --------------------------------------------------------------- SIGKILL, real subprocess
+def _ae_train(run_dir: Path, root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aelightning",
+            f"hydra.run.dir={run_dir}",
+            f"paths.root_dir={root}",
+            "data.source=sample",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=3",
+            "trainer.deterministic=true",
+            "noise=gaussian",
+            "test=false",
+            "callbacks.rich_progress_bar=null",
+            "callbacks.model_summary=null",
+            "callbacks.resume_checkpoint.every_n_train_steps=10",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_2_then_resume_ends_with_the_same_weights(tmp_path):
+    """3 epochs x 32 batches of the bundled sample; SIGKILL at step 45 (epoch 2), after the
+    mid-epoch save of step 40; ``resume=true`` in the same run dir finishes the run."""
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
+    proc = _ae_train(ref_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    proc = _ae_train(
+        run_dir,
+        tmp_path,
+        "+callbacks.killer._target_=tests.test_resume.SignalAtStep",
+        "+callbacks.killer.step=45",
+        "+callbacks.killer.signum=9",
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == 40  # mid-epoch 2: 32 < 40 < 64
+
+    proc = _ae_train(run_dir, tmp_path, "resume=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reference_last = ref_dir / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["global_step"] == load_checkpoint(reference_last)["global_step"]
+    assert _max_abs_diff(_weights(last), _weights(reference_last)) <= 1e-6

@@ -1,0 +1,248 @@
+"""Fast paths: runtime settings from the config, the throttled progress bar, and a training
+step that never copies image data between host and device."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from aelightning.builders import build_model
+from aelightning.callbacks.progress import ThrottledRichProgressBar
+from aelightning.data.mnist import MNISTDataModule
+from aelightning.errors import ConfigError
+from aelightning.nets.conv import ConvNet
+from aelightning.runtime import (
+    PreferFused,
+    RuntimeSettings,
+    auto_cpu_threads,
+    compile_in_place,
+    configure_model,
+    configure_process,
+    skip_nvml_check,
+    wants_fused,
+)
+from aelightning.train import train
+
+
+@pytest.fixture
+def restore_torch_settings():
+    """Process-wide settings changed by a test are put back afterwards."""
+    threads = torch.get_num_threads()
+    precision = torch.get_float32_matmul_precision()
+    nvml = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
+    yield
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(precision)
+    if nvml is None:
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    else:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml
+
+
+# ------------------------------------------------------------------------------ settings
+def test_defaults_come_from_the_real_config(make_cfg) -> None:
+    cfg = make_cfg()
+    settings = RuntimeSettings.from_config(cfg.runtime, cfg.compile)
+    assert settings == RuntimeSettings()  # the yaml and the dataclass agree
+    assert settings.cpu_threads is None and settings.fused_optimizer and not settings.compile
+
+
+@pytest.mark.parametrize(
+    ("block", "compile_value", "key"),
+    [
+        ({"cpu_threads": 0}, False, "runtime.cpu_threads"),
+        ({"cpu_threads": "many"}, False, "runtime.cpu_threads"),
+        ({"float32_matmul_precision": "low"}, False, "runtime.float32_matmul_precision"),
+        ({"cudnn_benchmark": "yes"}, False, "runtime.cudnn_benchmark"),
+        ({"channels_last": 1}, False, "runtime.channels_last"),
+        ({"fused_optimizer": "auto"}, False, "runtime.fused_optimizer"),
+        ({"compile_mode": "fast"}, False, "runtime.compile_mode"),
+        ({"threads": 2}, False, "runtime.threads"),
+        ({}, "yes", "compile="),
+    ],
+)
+def test_bad_values_name_the_key(block, compile_value, key) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        RuntimeSettings.from_config(block, compile_value)
+
+
+def test_threads_are_set_on_cpu(restore_torch_settings) -> None:
+    applied = configure_process(RuntimeSettings(cpu_threads=1), "cpu")
+    assert torch.get_num_threads() == 1 and applied["cpu_threads"] == 1
+    threads, why = auto_cpu_threads()
+    assert 1 <= threads <= max(1, os.cpu_count() or 1) and "load average" in why
+    configure_process(RuntimeSettings(float32_matmul_precision="medium"), "cpu")
+    assert torch.get_float32_matmul_precision() == "medium"
+
+
+def test_nvml_check_is_dropped_only_without_gpus(restore_torch_settings) -> None:
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # what importing Lightning does
+    dropped = skip_nvml_check()
+    assert dropped == (torch.cuda.device_count() == 0)
+    assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) != dropped
+    assert not skip_nvml_check() or torch.cuda.device_count() > 0  # idempotent
+
+
+# ----------------------------------------------------------------------------- optimiser
+def test_adam_factory_becomes_fused_on_cpu() -> None:
+    params = [torch.nn.Parameter(torch.randn(3, 3))]
+    factory = partial(torch.optim.Adam, lr=1e-3)
+    assert wants_fused(factory)
+    optimizer = PreferFused(factory)(iter(params))
+    assert optimizer.defaults["fused"] is True and optimizer.defaults["lr"] == 1e-3
+    # the user's explicit choice wins, and non-optimiser callables are left alone
+    assert not wants_fused(partial(torch.optim.Adam, lr=1e-3, foreach=False))
+    assert not wants_fused(partial(torch.optim.Adam, fused=False))
+    assert not wants_fused(lambda p: torch.optim.Adam(p))
+
+
+def test_unsupported_fused_falls_back() -> None:
+    """torch only checks at the first step; a fused Adam on meta parameters would fail there."""
+    params = [torch.nn.Parameter(torch.zeros(3, 3, device="meta"))]
+    optimizer = PreferFused(partial(torch.optim.Adam, lr=1e-3))(params)
+    assert not optimizer.defaults.get("fused") and optimizer.defaults["lr"] == 1e-3
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
+    assert PreferFused(partial(torch.optim.SGD, lr=0.1))(groups).defaults["fused"] is True
+    assert not wants_fused(partial(torch.optim.Adagrad, lr=0.1))  # no CUDA kernel
+
+
+def test_configure_model_on_the_real_module(make_cfg) -> None:
+    cfg = make_cfg()
+    module = build_model(cfg, (1, 28, 28))
+    applied = configure_model(module, RuntimeSettings(), "cpu")
+    assert applied == {"fused_optimizer": True}  # no channels_last on CPU, no compile
+    optimizer = module.optimizer_factory(module.parameters())
+    assert optimizer.defaults["fused"] is True
+
+
+def test_channels_last_for_conv_nets() -> None:
+    net = ConvNet((1, 28, 28), channels=[4, 8], latent_dim=3)
+    module = SimpleNamespace(net=net)
+    assert configure_model(module, RuntimeSettings(), "cpu") == {}  # auto: GPU only
+    configure_model(module, RuntimeSettings(channels_last=True), "cpu")
+    conv = net.encoder[1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 28, 28)
+    assert net(x).shape == x.shape
+
+
+def test_compile_in_place_keeps_state_dict_keys() -> None:
+    torch.manual_seed(0)
+    net = ConvNet((1, 28, 28), channels=[4, 8], latent_dim=3)
+    keys = list(net.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    expected = net(x)
+    compile_in_place(net, backend="eager")
+    assert list(net.state_dict()) == keys
+    assert torch.allclose(net(x), expected)
+    assert net.encoder._compiled_call_impl is not None
+
+
+def test_compiled_run_writes_loadable_checkpoints(make_cfg, tmp_path) -> None:
+    """``compile=true`` through train(): the checkpoint loads into an uncompiled model."""
+    cfg = make_cfg(
+        "compile=true",
+        "runtime.compile_backend=eager",
+        "test=false",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "callbacks.figures=null",
+        "callbacks.projector=null",
+    )
+    result = train(cfg)
+    ckpt = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    fresh = build_model(cfg, (1, 28, 28))
+    assert list(ckpt["state_dict"]) == list(fresh.state_dict())
+    fresh.load_state_dict(ckpt["state_dict"])
+
+
+# ------------------------------------------------------------------- no per-batch copies
+class CrossDeviceCopies(TorchDispatchMode):
+    """Record every op whose output lives on another device than its tensor inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[tuple[str, torch.dtype, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.device for a in args if isinstance(a, torch.Tensor)}
+        outputs = out if isinstance(out, (tuple, list)) else [out]
+        for t in outputs:
+            if isinstance(t, torch.Tensor) and inputs and t.device not in inputs:
+                self.copies.append((str(func), t.dtype, tuple(t.shape)))
+        return out
+
+
+def test_device_resident_data_is_never_copied_per_batch(make_cfg) -> None:
+    """Data on an accelerator (here ``meta``, which has no host memory at all) goes through
+    the real data module, loader, Lightning's batch transfer, the module's float conversion
+    and the net without one host<->device copy of image data."""
+    meta = torch.device("meta")
+    dm = MNISTDataModule(source="sample", batch_size=128, seed=0)
+    dm.trainer = SimpleNamespace(  # what setup() reads of a Trainer on that device
+        strategy=SimpleNamespace(root_device=meta),
+        global_rank=0,
+        world_size=1,
+        overfit_batches=0,
+    )
+    dm.setup("fit")
+    assert dm.train_images.device == meta
+    module = build_model(make_cfg(), dm.dims).to(meta)
+    loader = dm.train_dataloader()
+    loader.set_epoch(1)
+
+    with CrossDeviceCopies() as recorder:
+        batches = 0
+        for batch in loader:
+            assert batch[0].device == meta and batch[0].dtype == torch.uint8
+            batch = move_data_to_device(batch, meta)  # Lightning's default transfer
+            batch = module.on_after_batch_transfer(batch, 0)
+            assert batch[0].dtype == torch.float32 and batch[0].device == meta
+            # the net's pass (the module's loss opens an autocast region, which meta lacks)
+            x_hat = module.net(module.noise(batch[0]))
+            assert torch.nn.functional.mse_loss(x_hat, batch[0]).device == meta
+            batches += 1
+
+    assert batches == len(loader) == 32  # the sample's 4,000 training digits
+    image_copies = [c for c in recorder.copies if c[1] in (torch.uint8, torch.float32)]
+    assert image_copies == []
+    # the only transfer: the epoch's sample order (one int64 index vector per epoch)
+    assert [c[1:] for c in recorder.copies] == [(torch.int64, (4000,))]
+
+
+# ---------------------------------------------------------------------------- progress bar
+class CountingBar(ThrottledRichProgressBar):
+    """Records the epoch of every metric read during training (class-wide: ``train`` builds
+    its own instance from the config)."""
+
+    reads: ClassVar[list[int]] = []
+
+    def _update_metrics(self, trainer, pl_module) -> None:
+        if trainer.training:
+            CountingBar.reads.append(trainer.current_epoch)
+        super()._update_metrics(trainer, pl_module)
+
+
+def test_progress_bar_reads_metrics_only_when_due(make_cfg) -> None:
+    """Lightning's bar reads (and ``.item()``s) the metrics after every batch: 32 times per
+    epoch here. This one reads them on an epoch's first and last batch and at its end when
+    ``update_interval_s`` has not passed in between."""
+    cfg = make_cfg(
+        "trainer.max_epochs=2",
+        "test=false",
+        "callbacks.rich_progress_bar={_target_:tests.test_runtime.CountingBar,"
+        "update_interval_s:3600}",
+        "callbacks.figures=null",
+        "callbacks.projector=null",
+    )
+    CountingBar.reads.clear()
+    train(cfg)
+    assert CountingBar.reads.count(0) == 3 and CountingBar.reads.count(1) == 3
