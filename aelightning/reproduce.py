@@ -35,16 +35,36 @@ class Experiment:
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("seed_ae", "MLP AE 784-256-64-20 (seed 001)", (), ("reconstructions",)),
-    Experiment("linear_dae", "Linear denoising AE, std 0.5, 5 epochs (seed 000)",
-               ("experiment=mnist_linear_dae",), ("reconstructions", "noise_curve")),
-    Experiment("conv_ae", "Convolutional AE (seed 000)", ("experiment=mnist_conv_ae",),
-               ("reconstructions",)),
-    Experiment("ae3d_tanh", "784-128-64-12-3 tanh AE, 3-D code (seed 002)",
-               ("experiment=mnist_ae3d_tanh",), ("codes_3d",)),
-    Experiment("deep_ae", "784-1000-500-250-100 AE + early stopping (seed 004)",
-               ("experiment=mnist_deep_ae",), ("loss_curves", "codes_tsne")),
-    Experiment("vae", "VAE 784-256-64-2x10 (seed 001)", ("experiment=mnist_vae",),
-               ("samples", "interpolation")),
+    Experiment(
+        "linear_dae",
+        "Linear denoising AE, std 0.5, 5 epochs (seed 000)",
+        ("experiment=mnist_linear_dae",),
+        ("reconstructions", "noise_curve"),
+    ),
+    Experiment(
+        "conv_ae",
+        "Convolutional AE (seed 000)",
+        ("experiment=mnist_conv_ae",),
+        ("reconstructions",),
+    ),
+    Experiment(
+        "ae3d_tanh",
+        "784-128-64-12-3 tanh AE, 3-D code (seed 002)",
+        ("experiment=mnist_ae3d_tanh",),
+        ("codes_3d",),
+    ),
+    Experiment(
+        "deep_ae",
+        "784-1000-500-250-100 AE + early stopping (seed 004)",
+        ("experiment=mnist_deep_ae",),
+        ("loss_curves", "codes_tsne"),
+    ),
+    Experiment(
+        "vae",
+        "VAE 784-256-64-2x10 (seed 001)",
+        ("experiment=mnist_vae",),
+        ("samples", "interpolation"),
+    ),
 )
 
 QUICK_TRAIN = (
@@ -77,11 +97,14 @@ def _run(args: Sequence[str], log_path: Path) -> float:
     started = time.perf_counter()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
-                              env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     if proc.returncode:
         tail = log_path.read_text().strip().splitlines()[-5:]
-        raise RuntimeError(f"`{' '.join(args[:3])} ...` failed (see {log_path}):\n" + "\n".join(tail))
+        raise RuntimeError(
+            f"`{' '.join(args[:3])} ...` failed (see {log_path}):\n" + "\n".join(tail)
+        )
     return time.perf_counter() - started
 
 
@@ -97,16 +120,38 @@ def data_overrides(data_dir: Path | None, quick: bool) -> list[str]:
 
 def run_experiment(exp: Experiment, out: Path, data: list[str], quick: bool) -> dict[str, Any]:
     run_dir, eval_dir = out / "runs" / exp.name, out / "eval" / exp.name
-    train_s = _run(["aelightning", *exp.overrides, *data, *(exp.quick if quick else ()),
-                    f"hydra.run.dir={run_dir}", "callbacks.rich_progress_bar=null"],
-                   out / "logs" / f"{exp.name}.train.log")
+    train_s = _run(
+        [
+            "aelightning",
+            *exp.overrides,
+            *data,
+            *(exp.quick if quick else ()),
+            f"hydra.run.dir={run_dir}",
+            "callbacks.rich_progress_bar=null",
+        ],
+        out / "logs" / f"{exp.name}.train.log",
+    )
     trained = read_json(run_dir / "metrics.json")
     ckpt = trained.get("best_checkpoint") or str(run_dir / "checkpoints" / "last.ckpt")
-    eval_s = _run(["aelightning.evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={eval_dir}",
-                   *(QUICK_EVAL if quick else ())], out / "logs" / f"{exp.name}.eval.log")
+    eval_s = _run(
+        [
+            "aelightning.evaluate",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={eval_dir}",
+            *(QUICK_EVAL if quick else ()),
+        ],
+        out / "logs" / f"{exp.name}.eval.log",
+    )
     evaluated = read_json(eval_dir / "metrics.json")
-    return {"experiment": exp, "train": trained, "eval": evaluated, "train_s": train_s,
-            "eval_s": eval_s, "run_dir": run_dir, "eval_dir": eval_dir}
+    return {
+        "experiment": exp,
+        "train": trained,
+        "eval": evaluated,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "run_dir": run_dir,
+        "eval_dir": eval_dir,
+    }
 
 
 def _metric(result: dict[str, Any], key: str) -> float | None:
@@ -120,7 +165,8 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
     columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
     header = ["experiment", "data", *(c[1] for c in columns), "train time"]
     lines = [
-        "# Reproduced results" + (" (quick smoke run: bundled sample, tiny budgets)" if quick else ""),
+        "# Reproduced results"
+        + (" (quick smoke run: bundled sample, tiny budgets)" if quick else ""),
         "",
         f"Made by `make reproduce{'-quick' if quick else ''}` in {seconds / 60:.1f} min on "
         f"{machine_description()}.",
@@ -136,11 +182,18 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
             cells.append("" if value is None else fmt.format(value))
         cells.append(f"{r['train']['seconds']:.0f} s")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Commands: `ae-train <overrides>` then `ae-evaluate ckpt_path=<best checkpoint>`;",
-              "each run's overrides are in `runs/<name>/.hydra/overrides.yaml`.", ""]
+    lines += [
+        "",
+        "Commands: `ae-train <overrides>` then `ae-evaluate ckpt_path=<best checkpoint>`;",
+        "each run's overrides are in `runs/<name>/.hydra/overrides.yaml`.",
+        "",
+    ]
     for r in results:
-        figures = [p for name in r["experiment"].figures
-                   for p in sorted((r["eval_dir"] / "figures").glob(f"{name}*.png"))[:1]]
+        figures = [
+            p
+            for name in r["experiment"].figures
+            for p in sorted((r["eval_dir"] / "figures").glob(f"{name}*.png"))[:1]
+        ]
         if figures:
             lines.append(f"### {r['experiment'].title}")
             lines += [f"![{p.stem}]({p.relative_to(out)})" for p in figures]
@@ -166,12 +219,18 @@ def machine_description() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="bundled sample, tiny budgets")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding MNIST/raw/ IDX files (default: ./data)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding MNIST/raw/ IDX files (default: ./data)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default outputs/reproduce[-quick]")
     parser.add_argument("--only", default="", help="comma-separated experiment names")
     args = parser.parse_args(argv)
-    out = (args.out or Path("outputs") / ("reproduce-quick" if args.quick else "reproduce")).resolve()
+    out = (
+        args.out or Path("outputs") / ("reproduce-quick" if args.quick else "reproduce")
+    ).resolve()
     chosen = [e for e in EXPERIMENTS if not args.only or e.name in args.only.split(",")]
     try:
         data = data_overrides(args.data_dir, args.quick)

@@ -27,7 +27,14 @@ from aelightning.io import read_json, write_json, write_text_atomic
 log = logging.getLogger("aelightning")
 
 #: metrics shown in the summary (those a job has), in this order
-SUMMARY_METRICS = ("val/loss", "val/neg_elbo", "test/loss", "test/mse", "test/psnr", "test/neg_elbo")
+SUMMARY_METRICS = (
+    "val/loss",
+    "val/neg_elbo",
+    "test/loss",
+    "test/mse",
+    "test/psnr",
+    "test/neg_elbo",
+)
 
 
 class SweepSummary(Callback):
@@ -60,8 +67,11 @@ class SweepSummary(Callback):
         if common:
             markdown = f"Common to all jobs: `{' '.join(common)}`\n\n{markdown}"
         write_text_atomic(sweep_dir / "summary.md", markdown)
-        plot_metric(records, self.metric if self.metric in columns else columns[0],
-                    sweep_dir / "summary.png")
+        plot_metric(
+            records,
+            self.metric if self.metric in columns else columns[0],
+            sweep_dir / "summary.png",
+        )
         return records
 
 
@@ -112,8 +122,15 @@ def to_csv(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["job", "overrides", "status", *columns, "error"])
     for r in records:
-        writer.writerow([r["num"], r["overrides"], r["status"],
-                         *(_cell(r["metrics"].get(c)) for c in columns), r["error"] or ""])
+        writer.writerow(
+            [
+                r["num"],
+                r["overrides"],
+                r["status"],
+                *(_cell(r["metrics"].get(c)) for c in columns),
+                r["error"] or "",
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -122,8 +139,12 @@ def to_markdown(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
         status = r["status"] if r["status"] == "ok" else f"failed: {r['error']}"
-        cells = [str(r["num"]), f"`{r['overrides']}`", status,
-                 *(_cell(r["metrics"].get(c)) for c in columns)]
+        cells = [
+            str(r["num"]),
+            f"`{r['overrides']}`",
+            status,
+            *(_cell(r["metrics"].get(c)) for c in columns),
+        ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -138,8 +159,11 @@ def plot_metric(records: Sequence[dict[str, Any]], metric: str, path: Path) -> P
     labels = [f"{r['num']}: {r['overrides'] or '(defaults)'}" for r in records]
     values = [r["metrics"].get(metric, math.nan) for r in records]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(records) + 1.2))
-    bars = ax.barh(range(len(records)), [0 if math.isnan(v) else v for v in values],
-                   color=["tab:blue" if r["status"] == "ok" else "tab:red" for r in records])
+    bars = ax.barh(
+        range(len(records)),
+        [0 if math.isnan(v) else v for v in values],
+        color=["tab:blue" if r["status"] == "ok" else "tab:red" for r in records],
+    )
     for bar, value, r in zip(bars, values, records, strict=True):
         text = "failed" if r["status"] != "ok" else f"{value:.4g}"
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {text}", va="center")

@@ -4,6 +4,7 @@ with a run that was never stopped."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,15 @@ class SignalAtStep(L.Callback):
         if trainer.global_step == self.step:
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture(autouse=True)
+def _interactive_sigint():
+    """Ctrl-C as in a terminal: a shell that starts the suite in the background (``make test
+    &``, some CI runners) sets SIGINT to ignored, and the run then rightly leaves it alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

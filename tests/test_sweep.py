@@ -114,8 +114,14 @@ def test_optuna_search_runs_three_trials_and_reports_the_best(tmp_path):
     import yaml
 
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "hparams_search=vae_optuna", "hydra.sweeper.n_trials=3",
-                   f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}", *SHORT)
+    proc = run_cli(
+        "-m",
+        "hparams_search=vae_optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+        *SHORT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(sweep)
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)

@@ -1,0 +1,5 @@
+"""``python -m aelightning.bench`` (``make bench``)."""
+
+from aelightning.bench.cli import main
+
+main()

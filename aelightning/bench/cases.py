@@ -1,0 +1,104 @@
+"""What the benchmark runs: the cases, how many samples and epochs, and the composed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from aelightning.train import CONFIG_DIR
+
+#: the three ways, in the order they alternate; (a), (b), (c) in the tables
+METHODS = ("framework", "seeds", "limit")
+LETTER = {"framework": "a", "seeds": "b", "limit": "c"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the main table: a net (config group option) on a data set at a batch size."""
+
+    name: str
+    net: str
+    data: str  # mnist | anime
+    batch_size: int
+    image_size: int = 28
+
+
+CASES = (
+    Case("mlp-b32", "mlp", "mnist", 32),
+    Case("mlp-b256", "mlp", "mnist", 256),
+    Case("conv-b128", "conv", "mnist", 128),
+    Case("anime-conv64-b64", "conv", "anime", 64, image_size=64),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to run: sample counts per data kind, epochs (first = warm-up), repeats."""
+
+    mlp_samples: int = 20_000
+    conv_samples: int = 5_000
+    anime_samples: int = 1_000
+    epochs: int = 3
+    repeats: int = 3
+    batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
+    image_sizes: tuple[int, ...] = (28, 64, 128)
+    memory_sizes: tuple[int, ...] = (1_000, 5_000, 20_000)
+
+    def samples(self, case: Case) -> int:
+        if case.data == "anime":
+            # conv cost grows with the pixels: fewer images at larger sizes (at most 2x more)
+            return max(256, round(self.anime_samples * min(2.0, (64 / case.image_size) ** 2)))
+        return self.mlp_samples if case.net == "mlp" else self.conv_samples
+
+    def scaled(self, factor: float) -> Plan:
+        def s(n: int) -> int:
+            return max(64, round(n * factor))
+
+        return replace(
+            self,
+            mlp_samples=s(self.mlp_samples),
+            conv_samples=s(self.conv_samples),
+            anime_samples=s(self.anime_samples),
+        )
+
+
+FULL = Plan()
+QUICK = Plan(
+    mlp_samples=2_000,
+    conv_samples=1_000,
+    anime_samples=256,
+    epochs=2,
+    repeats=1,
+    batch_sizes=(32, 256, 1024),
+    image_sizes=(28, 64),
+    memory_sizes=(500, 2_000),
+)
+
+
+def case_available(case: Case) -> str | None:
+    """None when the configs the case needs exist, else why it is skipped."""
+    conf = Path(CONFIG_DIR)
+    if not (conf / "net" / f"{case.net}.yaml").is_file():
+        return f"conf/net/{case.net}.yaml does not exist yet"
+    if not (conf / "data" / f"{case.data}.yaml").is_file():
+        return f"conf/data/{case.data}.yaml does not exist yet"
+    return None
+
+
+def compose_train_config(overrides: list[str], run_dir: Path) -> DictConfig:
+    """``conf/train.yaml`` composed as ``ae-train`` would, writing into ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(run_dir)
+        cfg.paths.output_dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg

@@ -1,0 +1,190 @@
+"""``bench.md``: the tables a person reads, from the numbers in ``bench.json``."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from aelightning.bench.cases import LETTER, METHODS
+
+#: Targets of issue 7 (reported, not asserted): (case, ratio, minimum)
+TARGETS = (("mlp-b32", "a/b", 2.0), ("mlp-b256", "a/b", 2.0), ("mlp-b256", "a/c", 0.85))
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu or platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _fmt(x: float | None, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    env, plan = result["environment"], result["plan"]
+    lines = [
+        "# aelightning benchmark",
+        "",
+        f"Machine: {env['cpu']} ({env['cpus']} CPUs), device `{env['device']}`"
+        + (f" ({env['gpu']})" if env.get("gpu") else "")
+        + f", torch {env['torch']}, Lightning {env['lightning']}; "
+        f"{result['cpu_threads']} intra-op thread(s); load average at start "
+        f"{_fmt(env['load_average'][0] if env['load_average'] else None, 1)}, at end "
+        f"{_fmt(result['load_average_end'], 1)}.",
+        f"Command: `{result['command']}`. {plan['epochs']} epochs per run (the first is warm-up, "
+        f"not timed), {plan['repeats']} repeat(s) alternating (a)/(b)/(c), medians.",
+        "",
+        "(a) framework: `Trainer.fit` from conf/train.yaml (progress bar, TensorBoard, "
+        "checkpoints), training epochs up to validation; (b) the seeds' loop: torchvision "
+        "dataset + `ToTensor` + `DataLoader(shuffle=True)`, `Adam(lr=1e-3)`; (c) the limit: one "
+        "float tensor on the device, the framework's optimiser and runtime settings. "
+        "Samples/s are per wall-clock second; the CPU columns divide by the process's CPU "
+        "seconds instead, which other work on a shared machine does not inflate. "
+        "fit = the whole `Trainer.fit` (setup, sanity check, validation, checkpoints).",
+        "",
+        "| case | batch | samples | (a) samples/s | (b) samples/s | (c) samples/s | a/b | a/c "
+        "| a/b CPU | a/c CPU | peak RSS a / b / c (MB) | fit (a), s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in result["cases"]:
+        if c.get("skipped"):
+            lines.append(
+                f"| {c['case']} | {c['batch_size']} | – | skipped: {c['skipped']} | | | | | | | | |"
+            )
+            continue
+        m, rss = c["median_samples_per_s"], c["peak_rss_mb"]
+        lines.append(
+            f"| {c['case']} | {c['batch_size']} | {c['samples']:,} | {_fmt(m['framework'])} | "
+            f"{_fmt(m['seeds'])} | {_fmt(m['limit'])} | {_fmt(c['a/b'], 2)} | {_fmt(c['a/c'], 2)} "
+            f"| {_fmt(c['a/b_cpu'], 2)} | {_fmt(c['a/c_cpu'], 2)} "
+            f"| {_fmt(rss['framework'])} / {_fmt(rss['seeds'])} / {_fmt(rss['limit'])} "
+            f"| {_fmt(c['fit_s'], 1)} |"
+        )
+    lines += ["", "Targets:", ""]
+    for t in result["targets"]:
+        status = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        cpu = f"; by CPU time {_fmt(t['value_cpu'], 2)}" if t.get("value_cpu") else ""
+        lines.append(
+            f"- {t['case']} {t['ratio']} ≥ {t['minimum']}: {_fmt(t['value'], 2)} ({status}{cpu})"
+        )
+    profiled = [c for c in result["cases"] if c.get("profile")]
+    if profiled:
+        cols = (
+            "data",
+            "forward",
+            "backward",
+            "optimizer",
+            "logging",
+            "callbacks",
+            "other",
+            "total",
+        )
+        lines += [
+            "",
+            "## Where a step's time goes (profiler run, ms per step)",
+            "",
+            "One extra run per method with every part synchronised and timed (Lightning's "
+            "SimpleProfiler for (a)); the timers slow the run, so totals exceed the table above. "
+            "forward = net + loss; optimizer = zero_grad + step; logging = `self.log` in "
+            "`training_step`; other = the rest of the loop (hooks, progress bar reads, logger).",
+            "",
+            "| case | way | " + " | ".join(cols) + " |",
+            "|---|---|" + "---:|" * len(cols),
+        ]
+        for c in profiled:
+            for method in METHODS:
+                ms = c["profile"][method]["ms_per_step"]
+                cells = " | ".join(_fmt(ms.get(k), 3) if k in ms else "–" for k in cols)
+                lines.append(f"| {c['case']} | ({LETTER[method]}) {method} | {cells} |")
+    scaling = result.get("scaling") or {}
+    for key, title, col in (
+        ("batch_size", "Throughput vs batch size (MLP AE, samples/s)", "batch_size"),
+        (
+            "image_size",
+            "Throughput vs image size (conv AE on the image-folder path, samples/s)",
+            "image_size",
+        ),
+    ):
+        rows = scaling.get(key) or []
+        if rows:
+            lines += [
+                "",
+                f"## {title}",
+                "",
+                f"| {col.replace('_', ' ')} | samples | (a) framework | (c) limit | a/c "
+                "| peak RSS (a), MB |",
+                "|---:|---:|---:|---:|---:|---:|",
+            ]
+            for r in rows:
+                lines.append(
+                    f"| {r[col]} | {r['samples']:,} | {_fmt(r['framework'])} | "
+                    f"{_fmt(r['limit'])} | {_fmt(r['a/c'], 2)} | "
+                    f"{_fmt(r['framework_peak_rss_mb'])} |"
+                )
+    memory = scaling.get("memory") or []
+    if memory:
+        lines += [
+            "",
+            "## Memory vs dataset size (in-memory uint8 sets, all splits)",
+            "",
+            "| data | images | image bytes | bytes/image | C·H·W | label bytes/image "
+            "| RSS growth, MB | memory-mapped |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in memory:
+            lines.append(
+                f"| {r['data']} | {r['images']:,} | {r['image_bytes']:,} | "
+                f"{_fmt(r['bytes_per_image'], 1)} | {r['c_h_w']:,} | "
+                f"{_fmt(r['label_bytes_per_image'], 1)} | {_fmt(r['rss_growth_mb'], 1)} | "
+                f"{'yes' if r['memory_mapped'] else 'no'} |"
+            )
+    if result.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def check_targets(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_name = {c["case"]: c for c in cases if not c.get("skipped")}
+    out = []
+    for name, ratio, minimum in TARGETS:
+        case = by_name.get(name, {})
+        value, value_cpu = case.get(ratio), case.get(f"{ratio}_cpu")
+        met = None if value is None or math.isnan(value) else bool(value >= minimum)
+        out.append(
+            {
+                "case": name,
+                "ratio": ratio,
+                "minimum": minimum,
+                "value": value,
+                "met": met,
+                "value_cpu": value_cpu,
+            }
+        )
+    return out

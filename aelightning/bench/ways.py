@@ -1,0 +1,199 @@
+"""The three ways to train one case: (a) the framework, (b) the seeds' loop, (c) the limit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+from torch import Tensor, nn
+
+from aelightning.bench.cases import Case
+from aelightning.bench.data import BenchData
+from aelightning.bench.measure import Laps, PeakMemory, Run, sync
+
+
+def run_framework(cfg: DictConfig, run_dir: Path, device: torch.device, profile: bool) -> Run:
+    """One ``train(cfg)`` (fit only; ``cfg`` writes into ``run_dir``) with the epoch clock
+    added as a callback."""
+    from aelightning.train import train
+
+    clock_file = run_dir / "clock.json"
+    with open_dict(cfg):
+        cfg.callbacks.bench_clock = {
+            "_target_": "aelightning.bench.clock.EpochClock",
+            "out": str(clock_file),
+            "profile": profile,
+        }
+        cfg.trainer.profiler = (
+            {
+                "_target_": "lightning.pytorch.profilers.SimpleProfiler",
+                "dirpath": str(run_dir),
+                "filename": "profile",
+            }
+            if profile
+            else None
+        )
+    started = time.perf_counter()
+    with PeakMemory(device) as memory:
+        train(cfg)
+    total = time.perf_counter() - started
+    clock = json.loads(clock_file.read_text())
+    epochs = clock["epochs"]
+    setup = total - sum(e["seconds"] for e in epochs)
+    return Run.measured(
+        "framework", epochs, setup, memory, fit_s=total, cpu_threads=clock["cpu_threads"]
+    )
+
+
+def train_epochs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Callable[[], Iterable[Tensor]],
+    epochs: int,
+    device: torch.device,
+    profile: bool,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[dict[str, Any]]:
+    """The plain PyTorch loop shared by (b) and (c): forward, MSE, zero_grad, backward, step.
+
+    Like the seeds it prints nothing per step and reads the loss once per epoch (one sync).
+    ``autocast_dtype`` mirrors the framework's mixed precision in (c); the loss is float32.
+    """
+    loss_fn = nn.MSELoss()
+    autocast: Any = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
+    out = []
+    model.train()
+    for _ in range(epochs):
+        laps = Laps(device, profile)
+        sync(device)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        samples = steps = 0
+        loss = torch.zeros(())
+        laps.start()
+        for x in batches():
+            laps.lap("data")
+            with autocast:
+                x_hat = model(x)
+            loss = loss_fn(x_hat.float(), x.float())
+            laps.lap("forward")
+            optimizer.zero_grad()
+            laps.lap("optimizer")
+            (scaler.scale(loss) if scaler else loss).backward()
+            laps.lap("backward")
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            laps.lap("optimizer")
+            samples += x.shape[0]
+            steps += 1
+        loss.item()
+        sync(device)
+        out.append(
+            {
+                "samples": samples,
+                "steps": steps,
+                "seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - cpu0,
+                "parts": dict(laps.totals),
+            }
+        )
+    return out
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """The seeds' image dataset: open each file with PIL per sample and transform it."""
+
+    def __init__(self, paths: list[Path], transform: Callable[[Any], Tensor]):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as img:
+            return self.transform(img.convert("RGB")), 0
+
+
+def seeds_dataset(data: BenchData, case: Case) -> torch.utils.data.Dataset:
+    from torchvision import datasets, transforms
+
+    if case.data == "mnist":
+        return datasets.MNIST(str(data.seeds_dir), train=True, transform=transforms.ToTensor())
+    size = (case.image_size, case.image_size)
+    tf = transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
+    return ImageFiles(data.train_files, tf)
+
+
+def run_seeds(
+    net: nn.Module, data: BenchData, case: Case, epochs: int, device: torch.device, profile: bool
+) -> Run:
+    """(b): the seeds' loop over torchvision's dataset class, as the seed documents write it."""
+    from torch.utils.data import DataLoader
+
+    with PeakMemory(device) as memory:
+        t = time.perf_counter()
+        loader = DataLoader(seeds_dataset(data, case), batch_size=case.batch_size, shuffle=True)
+        model = net.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        setup = time.perf_counter() - t
+
+        def batches() -> Iterator[Tensor]:
+            for x, _ in loader:
+                yield x.to(device)
+
+        epochs_out = train_epochs(model, optimizer, batches, epochs, device, profile)
+    return Run.measured("seeds", epochs_out, setup, memory)
+
+
+def run_limit(
+    module: Any,
+    images: Tensor,
+    batch_size: int,
+    epochs: int,
+    device: torch.device,
+    profile: bool,
+    autocast_dtype: torch.dtype | None,
+) -> Run:
+    """(c): one float tensor on the device, sliced by a per-epoch permutation; the module's
+    net and optimiser factory after the same runtime settings as (a)."""
+    with PeakMemory(device) as memory:
+        t = time.perf_counter()
+        x_all = images.to(device).float().div_(255.0)
+        model = module.net.to(device)
+        optimizer = module.optimizer_factory(model.parameters())
+        n = len(x_all)
+        setup = time.perf_counter() - t
+
+        def batches() -> Iterator[Tensor]:
+            perm = torch.randperm(n, device=device)
+            for i in range(0, n, batch_size):
+                yield x_all[perm[i : i + batch_size]]
+
+        epochs_out = train_epochs(
+            model, optimizer, batches, epochs, device, profile, autocast_dtype
+        )
+    return Run.measured("limit", epochs_out, setup, memory)
+
+
+def autocast_dtype_for(precision: str) -> torch.dtype | None:
+    precision = str(precision)
+    if precision.startswith("bf16") and "mixed" in precision:
+        return torch.bfloat16
+    if precision.startswith("16") and "mixed" in precision:
+        return torch.float16
+    return None
