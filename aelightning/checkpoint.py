@@ -170,8 +170,6 @@ def load_model_from_checkpoint(
     ``run_config`` set to the stored config. ``input_shape`` is only needed for checkpoints that
     predate the stored shape.
     """
-    from aelightning.builders import build_model  # builders imports the models: keep lazy
-
     checkpoint = load_checkpoint(path, map_location=map_location)
     config = checkpoint.get(CONFIG_KEY)
     if not isinstance(config, dict):
@@ -184,7 +182,16 @@ def load_model_from_checkpoint(
         raise CheckpointError(
             f"checkpoint '{path}' does not record its input shape; pass input_shape=(C, H, W)."
         )
-    model = build_model(OmegaConf.create(config), tuple(int(s) for s in shape))
+    return rebuild_model(checkpoint, OmegaConf.create(config), shape, path)
+
+
+def rebuild_model(
+    checkpoint: dict[str, Any], config: DictConfig, input_shape: Sequence[int], path: _PATH
+) -> Any:
+    """Build the model ``config`` describes and load the checkpoint's weights into it."""
+    from aelightning.builders import build_model  # builders imports the models: keep lazy
+
+    model = build_model(config, tuple(int(s) for s in input_shape))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:
@@ -192,7 +199,7 @@ def load_model_from_checkpoint(
         raise CheckpointError(
             f"checkpoint '{path}' weights do not fit the model its config builds ({first})."
         ) from None
-    model.run_config = config
+    model.run_config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
     return model.eval()
 
 

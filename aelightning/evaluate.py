@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from aelightning import analysis, probes
-from aelightning.builders import build_datamodule, build_model
+from aelightning.builders import build_datamodule
 from aelightning.callbacks.projector import write_projector
-from aelightning.checkpoint import CONFIG_KEY, load_checkpoint
+from aelightning.checkpoint import CONFIG_KEY, load_checkpoint, rebuild_model
 from aelightning.cli import run_reporting_errors
 from aelightning.errors import CheckpointError, ConfigError
 from aelightning.gallery import GalleryOptions, class_names_of, render_gallery
@@ -61,22 +61,6 @@ def apply_data_overrides(run_cfg: DictConfig, overrides: DictConfig | None) -> N
         for key, value in (overrides or {}).items():
             if value is not None:
                 run_cfg.data[key] = value
-
-
-def rebuild_model(
-    checkpoint: dict[str, Any], run_cfg: DictConfig, input_shape: Any, path: str
-) -> AutoencoderModule:
-    """Build the run's model with :func:`build_model` and load the checkpoint's weights."""
-    model = build_model(run_cfg, tuple(input_shape))
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(
-            f"checkpoint '{path}' weights do not fit the model its config builds ({first})."
-        ) from None
-    model.run_config = OmegaConf.to_container(run_cfg, resolve=True)  # type: ignore[assignment]
-    return model.eval()
 
 
 def training_run_dir(ckpt_path: Path, run_cfg: DictConfig) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cProfile
 import gc
+import pstats
 import resource
 import sys
 import time
@@ -38,6 +40,26 @@ class Laps:
             t = time.perf_counter()
             self.totals[name] += t - self._t
             self._t = t
+
+
+class CallCounter:
+    """Counts function calls (Python and builtins, e.g. each torch op) with cProfile.
+
+    A count does not depend on how busy the machine is, unlike a time: on a shared machine
+    the calls per step are the steady measure of how much a loop does besides the maths.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._profile = cProfile.Profile()
+
+    def __enter__(self) -> CallCounter:
+        self._profile.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._profile.disable()
+        self.calls = pstats.Stats(self._profile).total_calls
 
 
 class PeakMemory:
@@ -121,8 +143,15 @@ class Run:
         )
 
     def timed(self) -> list[dict[str, Any]]:
-        """The epochs after the warm-up one (all of them when there is only one)."""
-        return self.epochs[1:] if len(self.epochs) > 1 else self.epochs
+        """The epochs after the warm-up one (all of them when there is only one); an epoch
+        run under the call counter is not timed."""
+        epochs = [e for e in self.epochs if "calls" not in e]
+        return epochs[1:] if len(epochs) > 1 else epochs
+
+    def calls_per_step(self) -> float | None:
+        counted = [e for e in self.epochs if "calls" in e]
+        steps = sum(e["steps"] for e in counted)
+        return sum(e["calls"] for e in counted) / steps if steps else None
 
     @property
     def samples_per_s(self) -> float:
