@@ -107,9 +107,12 @@ def test_quick_bench_writes_json_and_table(tmp_path):
     runs = case["runs"]
     for method in bench.METHODS:
         (run,) = runs[method]
-        timed = run["epochs"][1:]  # the first epoch is warm-up
-        assert [e["samples"] for e in timed] == [1000]
+        # warm-up, one timed epoch, and one more under the call counter
+        assert [e["samples"] for e in run["epochs"]] == [1000] * 3
+        assert ["calls" in e for e in run["epochs"]] == [False, False, True]
         assert run["samples_per_s"] > 0 and run["peak_rss_mb"] > 0
+    calls = case["calls_per_step"]
+    assert 0 < calls["limit"] < calls["framework"]  # the loop does more than the maths
     median = case["median_samples_per_s"]
     assert math.isclose(case["a/b"], median["framework"] / median["seeds"])
     assert math.isclose(case["a/c"], median["framework"] / median["limit"])

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from aelightning.bench.measure import sync
+from aelightning.bench.measure import CallCounter, sync
 
 
 class EpochClock(L.Callback):
@@ -24,12 +24,15 @@ class EpochClock(L.Callback):
     ``profile=true`` it also splits each step into parts, reading Lightning's SimpleProfiler
     (data fetch and transfer, ``training_step``, callbacks) and timing forward (the module's
     ``model_step``), backward and the optimiser step itself; on a GPU each timed part is
-    synchronised, which is why only the profile run does it.
+    synchronised, which is why only the profile run does it. With ``count_calls=true`` the
+    last epoch is not timed but run under a call counter.
     """
 
-    def __init__(self, out: str, profile: bool = False):
+    def __init__(self, out: str, profile: bool = False, count_calls: bool = False):
         self.out = Path(out)
         self.profile = profile
+        self.count_calls = count_calls
+        self._counter: CallCounter | None = None
         self.epochs: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None
         self._marks: dict[str, int] = {}
@@ -53,6 +56,8 @@ class EpochClock(L.Callback):
         self._open = {"samples": 0, "steps": 0, "parts": defaultdict(float)}
         if self.profile:
             self._marks = {k: len(v) for k, v in self._recorded(trainer).items()}
+        if self.count_calls and trainer.current_epoch == trainer.max_epochs - 1:
+            self._counter = CallCounter().__enter__()
         self._open["t0"] = time.perf_counter()
         self._open["cpu0"] = time.process_time()
 
@@ -77,6 +82,9 @@ class EpochClock(L.Callback):
         epoch, self._open = self._open, None
         epoch["seconds"] = time.perf_counter() - epoch.pop("t0")
         epoch["cpu_seconds"] = time.process_time() - epoch.pop("cpu0")
+        if self._counter is not None:
+            self._counter.__exit__()
+            epoch["calls"], self._counter = self._counter.calls, None
         if self.profile:
             epoch["parts"].update(self._profiler_parts(trainer))
         epoch["parts"] = dict(epoch["parts"])

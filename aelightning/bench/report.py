@@ -67,23 +67,29 @@ def markdown(result: dict[str, Any]) -> str:
         "float tensor on the device, the framework's optimiser and runtime settings. "
         "Samples/s are per wall-clock second; the CPU columns divide by the process's CPU "
         "seconds instead, which other work on a shared machine does not inflate. "
-        "fit = the whole `Trainer.fit` (setup, sanity check, validation, checkpoints).",
+        "fit = the whole `Trainer.fit` (setup, sanity check, validation, checkpoints). "
+        "calls/step: function calls (Python and builtins such as torch ops) per training step, "
+        "counted by cProfile in one extra epoch: a measure of loop overhead that a busy machine "
+        "does not change.",
         "",
         "| case | batch | samples | (a) samples/s | (b) samples/s | (c) samples/s | a/b | a/c "
-        "| a/b CPU | a/c CPU | peak RSS a / b / c (MB) | fit (a), s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| a/b CPU | a/c CPU | calls/step a / b / c | peak RSS a / b / c (MB) | fit (a), s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in result["cases"]:
         if c.get("skipped"):
             lines.append(
-                f"| {c['case']} | {c['batch_size']} | – | skipped: {c['skipped']} | | | | | | | | |"
+                f"| {c['case']} | {c['batch_size']} | – | skipped: {c['skipped']} "
+                + "| " * 10
+                + "|"
             )
             continue
-        m, rss = c["median_samples_per_s"], c["peak_rss_mb"]
+        m, rss, calls = c["median_samples_per_s"], c["peak_rss_mb"], c.get("calls_per_step", {})
         lines.append(
             f"| {c['case']} | {c['batch_size']} | {c['samples']:,} | {_fmt(m['framework'])} | "
             f"{_fmt(m['seeds'])} | {_fmt(m['limit'])} | {_fmt(c['a/b'], 2)} | {_fmt(c['a/c'], 2)} "
             f"| {_fmt(c['a/b_cpu'], 2)} | {_fmt(c['a/c_cpu'], 2)} "
+            f"| {' / '.join(_fmt(calls.get(k)) for k in METHODS)} "
             f"| {_fmt(rss['framework'])} / {_fmt(rss['seeds'])} / {_fmt(rss['limit'])} "
             f"| {_fmt(c['fit_s'], 1)} |"
         )

@@ -130,14 +130,22 @@ class Bench:
         return build_model(cfg, dims)
 
     # -- runs ------------------------------------------------------------------------------
-    def run_method(self, method: str, case: Case, data: BenchData, profile: bool = False) -> Run:
+    def run_method(
+        self,
+        method: str,
+        case: Case,
+        data: BenchData,
+        profile: bool = False,
+        count_calls: bool = False,
+    ) -> Run:
+        """One run of one way; ``count_calls`` adds an untimed epoch under a call counter."""
         run_dir = Path(tempfile.mkdtemp(prefix=f"{case.name}-{method}-", dir=self.work))
         cfg = self.config(case, data, run_dir)
         dims = (3, case.image_size, case.image_size) if case.data == "anime" else (1, 28, 28)
         device = self.opts.device
         try:
             if method == "framework":
-                run = run_framework(cfg, run_dir, device, profile)
+                run = run_framework(cfg, run_dir, device, profile, count_calls)
                 if profile:
                     report = run_dir / "fit-profile.txt"
                     if report.is_file():
@@ -145,7 +153,8 @@ class Bench:
                 return run
             module = self.fresh_module(cfg, dims)
             if method == "seeds":
-                return run_seeds(module.net, data, case, self.opts.plan.epochs, device, profile)
+                epochs = self.opts.plan.epochs
+                return run_seeds(module.net, data, case, epochs, device, profile, count_calls)
             settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
             configure_model(module, settings, device.type)
             assert data.train_images is not None
@@ -157,6 +166,7 @@ class Bench:
                 device,
                 profile,
                 autocast_dtype_for(cfg.trainer.precision),
+                count_calls,
             )
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -168,7 +178,7 @@ class Bench:
         runs: dict[str, list[Run]] = {m: [] for m in METHODS}
         for rep in range(self.opts.plan.repeats):
             for method in METHODS:
-                run = self.run_method(method, case, data)
+                run = self.run_method(method, case, data, count_calls=rep == 0)
                 runs[method].append(run)
                 print(
                     f"[bench] {case.name} repeat {rep + 1}/{self.opts.plan.repeats} "
@@ -281,6 +291,7 @@ def summarize_case(case: Case, data: BenchData, runs: dict[str, list[Run]]) -> d
         "peak_rss_mb": {m: max(r.peak_rss_mb for r in runs[m]) for m in METHODS},
         "gpu_peak_mb": {m: runs[m][0].gpu_peak_mb for m in METHODS},
         "fit_s": statistics.median(r.extra.get("fit_s", 0.0) for r in runs["framework"]),
+        "calls_per_step": {m: runs[m][0].calls_per_step() for m in METHODS},
         "runs": {m: [r.as_dict() for r in runs[m]] for m in METHODS},
     }
 

@@ -15,10 +15,16 @@ from torch import Tensor, nn
 
 from aelightning.bench.cases import Case
 from aelightning.bench.data import BenchData
-from aelightning.bench.measure import Laps, PeakMemory, Run, sync
+from aelightning.bench.measure import CallCounter, Laps, PeakMemory, Run, sync
 
 
-def run_framework(cfg: DictConfig, run_dir: Path, device: torch.device, profile: bool) -> Run:
+def run_framework(
+    cfg: DictConfig,
+    run_dir: Path,
+    device: torch.device,
+    profile: bool = False,
+    count_calls: bool = False,
+) -> Run:
     """One ``train(cfg)`` (fit only; ``cfg`` writes into ``run_dir``) with the epoch clock
     added as a callback."""
     from aelightning.train import train
@@ -29,7 +35,10 @@ def run_framework(cfg: DictConfig, run_dir: Path, device: torch.device, profile:
             "_target_": "aelightning.bench.clock.EpochClock",
             "out": str(clock_file),
             "profile": profile,
+            "count_calls": count_calls,
         }
+        if count_calls:  # one more epoch, counted and not timed
+            cfg.trainer.max_epochs = int(cfg.trainer.max_epochs) + 1
         cfg.trainer.profiler = (
             {
                 "_target_": "lightning.pytorch.profilers.SimpleProfiler",
@@ -59,23 +68,19 @@ def train_epochs(
     device: torch.device,
     profile: bool,
     autocast_dtype: torch.dtype | None = None,
+    count_calls: bool = False,
 ) -> list[dict[str, Any]]:
     """The plain PyTorch loop shared by (b) and (c): forward, MSE, zero_grad, backward, step.
 
     Like the seeds it prints nothing per step and reads the loss once per epoch (one sync).
     ``autocast_dtype`` mirrors the framework's mixed precision in (c); the loss is float32.
+    ``profile`` splits each step into parts; ``count_calls`` adds an (untimed) epoch that
+    counts function calls.
     """
     loss_fn = nn.MSELoss()
-    autocast: Any = (
-        torch.autocast(device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
     scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
-    out = []
-    model.train()
-    for _ in range(epochs):
-        laps = Laps(device, profile)
+
+    def one_epoch(laps: Laps) -> dict[str, Any]:
         sync(device)
         t0, cpu0 = time.perf_counter(), time.process_time()
         samples = steps = 0
@@ -83,7 +88,7 @@ def train_epochs(
         laps.start()
         for x in batches():
             laps.lap("data")
-            with autocast:
+            with _autocast(device, autocast_dtype):
                 x_hat = model(x)
             loss = loss_fn(x_hat.float(), x.float())
             laps.lap("forward")
@@ -101,16 +106,27 @@ def train_epochs(
             steps += 1
         loss.item()
         sync(device)
-        out.append(
-            {
-                "samples": samples,
-                "steps": steps,
-                "seconds": time.perf_counter() - t0,
-                "cpu_seconds": time.process_time() - cpu0,
-                "parts": dict(laps.totals),
-            }
-        )
+        return {
+            "samples": samples,
+            "steps": steps,
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0,
+            "parts": dict(laps.totals),
+        }
+
+    model.train()
+    out = [one_epoch(Laps(device, profile)) for _ in range(epochs)]
+    if count_calls:
+        with CallCounter() as counter:
+            epoch = one_epoch(Laps(device, False))
+        out.append({**epoch, "calls": counter.calls})
     return out
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -140,7 +156,13 @@ def seeds_dataset(data: BenchData, case: Case) -> torch.utils.data.Dataset:
 
 
 def run_seeds(
-    net: nn.Module, data: BenchData, case: Case, epochs: int, device: torch.device, profile: bool
+    net: nn.Module,
+    data: BenchData,
+    case: Case,
+    epochs: int,
+    device: torch.device,
+    profile: bool = False,
+    count_calls: bool = False,
 ) -> Run:
     """(b): the seeds' loop over torchvision's dataset class, as the seed documents write it."""
     from torch.utils.data import DataLoader
@@ -156,7 +178,9 @@ def run_seeds(
             for x, _ in loader:
                 yield x.to(device)
 
-        epochs_out = train_epochs(model, optimizer, batches, epochs, device, profile)
+        epochs_out = train_epochs(
+            model, optimizer, batches, epochs, device, profile, count_calls=count_calls
+        )
     return Run.measured("seeds", epochs_out, setup, memory)
 
 
@@ -168,6 +192,7 @@ def run_limit(
     device: torch.device,
     profile: bool,
     autocast_dtype: torch.dtype | None,
+    count_calls: bool = False,
 ) -> Run:
     """(c): one float tensor on the device, sliced by a per-epoch permutation; the module's
     net and optimiser factory after the same runtime settings as (a)."""
@@ -185,7 +210,7 @@ def run_limit(
                 yield x_all[perm[i : i + batch_size]]
 
         epochs_out = train_epochs(
-            model, optimizer, batches, epochs, device, profile, autocast_dtype
+            model, optimizer, batches, epochs, device, profile, autocast_dtype, count_calls
         )
     return Run.measured("limit", epochs_out, setup, memory)
 
