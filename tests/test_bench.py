@@ -92,6 +92,8 @@ def test_memory_per_image_is_c_h_w(tmp_path):
     assert row["images"] == 1000 + 2 * 100
     assert row["bytes_per_image"] == row["c_h_w"] == 784
     assert row["label_bytes_per_image"] == 8
+    # a fresh process: resident memory grows by at least the images it now holds
+    assert row["rss_growth_mb"] * 2**20 >= row["image_bytes"]
 
 
 def test_quick_bench_writes_json_and_table(tmp_path):

@@ -160,15 +160,19 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "## Memory vs dataset size (in-memory uint8 sets, all splits)",
             "",
+            "Each row loads the data module in a fresh process; RSS growth is what its resident "
+            "memory grew by during `setup()` (decoding buffers included).",
+            "",
             "| data | images | image bytes | bytes/image | C·H·W | label bytes/image "
-            "| RSS growth, MB | memory-mapped |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| RSS growth, MB | RSS growth/image, bytes | memory-mapped |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in memory:
             lines.append(
                 f"| {r['data']} | {r['images']:,} | {r['image_bytes']:,} | "
                 f"{_fmt(r['bytes_per_image'], 1)} | {r['c_h_w']:,} | "
                 f"{_fmt(r['label_bytes_per_image'], 1)} | {_fmt(r['rss_growth_mb'], 1)} | "
+                f"{_fmt(r['rss_growth_per_image'])} | "
                 f"{'yes' if r['memory_mapped'] else 'no'} |"
             )
     if result.get("notes"):

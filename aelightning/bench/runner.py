@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -232,31 +234,42 @@ class Bench:
         return rows
 
     def _memory_row(self, kind: str, data: BenchData, chw: tuple[int, ...]) -> dict[str, Any]:
-        """Load the data module afresh and count the bytes its split tensors hold."""
-        from hydra.utils import instantiate
+        """Load the data module in a fresh process and count what its split tensors hold.
 
-        cfg = compose_train_config(data.overrides, self.work / "probe")
-        gc.collect()
-        before = rss_mb()
-        dm = instantiate(cfg.data, _recursive_=False)
-        dm.prepare_data()
-        dm.setup()
-        after = rss_mb()
-        splits = ("train", "val", "test")
-        images = [getattr(dm, f"{s}_images") for s in splits]
-        labels = [getattr(dm, f"{s}_labels") for s in splits]
-        n = sum(len(t) for t in images)
-        image_bytes = sum(t.nbytes for t in images)
-        return {
-            "data": kind,
-            "images": n,
-            "image_bytes": image_bytes,
-            "bytes_per_image": image_bytes / n,
-            "c_h_w": math.prod(chw),
-            "label_bytes_per_image": sum(t.nbytes for t in labels) / n,
-            "rss_growth_mb": after - before,
-            "memory_mapped": any(not t.is_contiguous() or _is_mmap(t) for t in images),
-        }
+        A fresh process, because in this one the allocator hands memory freed by earlier runs
+        back out, and resident memory would not grow at all.
+        """
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            row = pool.submit(probe_memory, data.overrides, str(self.work / "probe")).result()
+        return {"data": kind, "c_h_w": math.prod(chw), **row}
+
+
+def probe_memory(overrides: list[str], run_dir: str) -> dict[str, Any]:
+    """Set up the composed data module; its tensors' bytes and the growth of resident memory."""
+    from hydra.utils import instantiate
+
+    cfg = compose_train_config(overrides, Path(run_dir))
+    gc.collect()
+    before = rss_mb()
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup()
+    after = rss_mb()
+    splits = ("train", "val", "test")
+    images = [getattr(dm, f"{s}_images") for s in splits]
+    labels = [getattr(dm, f"{s}_labels") for s in splits]
+    n = sum(len(t) for t in images)
+    image_bytes = sum(t.nbytes for t in images)
+    return {
+        "images": n,
+        "image_bytes": image_bytes,
+        "bytes_per_image": image_bytes / n,
+        "label_bytes_per_image": sum(t.nbytes for t in labels) / n,
+        "rss_growth_mb": after - before,
+        "rss_growth_per_image": (after - before) * 2**20 / n,
+        "memory_mapped": any(_is_mmap(t) for t in images),
+    }
 
 
 def _is_mmap(t: Tensor) -> bool:
