@@ -56,6 +56,7 @@ class RuntimeSettings:
     """The validated ``runtime`` block (see ``conf/train.yaml``); None means ``auto``."""
 
     cpu_threads: int | None = None
+    flush_denormal: bool = True
     float32_matmul_precision: str = "high"
     cudnn_benchmark: bool | None = None
     channels_last: bool | None = None
@@ -91,6 +92,9 @@ class RuntimeSettings:
         fused = block.get("fused_optimizer", True)
         if not isinstance(fused, bool):
             raise ConfigError(f"runtime.fused_optimizer={fused!r} must be true or false.")
+        flush = block.get("flush_denormal", True)
+        if not isinstance(flush, bool):
+            raise ConfigError(f"runtime.flush_denormal={flush!r} must be true or false.")
         if not isinstance(compile, bool):
             raise ConfigError(f"compile={compile!r} must be true or false.")
         mode = block.get("compile_mode", "default")
@@ -107,6 +111,7 @@ class RuntimeSettings:
             )
         return cls(
             cpu_threads=threads,
+            flush_denormal=flush,
             float32_matmul_precision=precision,
             cudnn_benchmark=_auto_bool(block.get("cudnn_benchmark"), "runtime.cudnn_benchmark"),
             channels_last=_auto_bool(block.get("channels_last"), "runtime.channels_last"),
@@ -194,6 +199,12 @@ def configure_process(
             threads = settings.cpu_threads
             applied["cpu_threads"] = threads
         torch.set_num_threads(threads)
+        # Denormal floats (below 1.2e-38) take a slow path in x86 floating-point units, and
+        # training makes them: e.g. Adam's moments of weights whose gradient stays zero (MNIST's
+        # blank border pixels) shrink by 0.9 per step and are denormal after ~800 steps. The
+        # seeds' MLP then trains at half speed (batch 32: 6,000 vs 13,000 samples/s, measured).
+        flushed = torch.set_flush_denormal(settings.flush_denormal)
+        applied["flush_denormal"] = settings.flush_denormal and flushed
     torch.set_float32_matmul_precision(settings.float32_matmul_precision)
     applied["float32_matmul_precision"] = settings.float32_matmul_precision
     if device_type == "cuda":

@@ -39,7 +39,14 @@ from aelightning.bench.data import (
 )
 from aelightning.bench.measure import Run, rss_mb
 from aelightning.bench.report import check_targets, environment, markdown
-from aelightning.bench.ways import autocast_dtype_for, run_framework, run_limit, run_seeds
+from aelightning.bench.ways import (
+    TORCH_DEFAULTS,
+    autocast_dtype_for,
+    run_framework,
+    run_limit,
+    run_seeds,
+    torch_defaults,
+)
 from aelightning.runtime import RuntimeSettings, configure_model, configure_process
 
 
@@ -155,9 +162,11 @@ class Bench:
                 return run
             module = self.fresh_module(cfg, dims)
             if method == "seeds":
+                torch_defaults(device)
                 epochs = self.opts.plan.epochs
                 return run_seeds(module.net, data, case, epochs, device, profile, count_calls)
             settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
+            configure_process(settings, device.type)
             configure_model(module, settings, device.type)
             assert data.train_images is not None
             return run_limit(
@@ -323,15 +332,15 @@ def run(opts: Options) -> dict[str, Any]:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="aelightning-bench-") as tmp:
         bench = Bench(opts, Path(tmp))
-        # the framework's process-wide settings (threads, matmul precision, ...) hold for all
-        # three ways: they share this process
+        # (a) and (c) run with the framework's process-wide settings, (b) with torch's
+        # defaults; the number of threads is the same for all three (same cores)
         probe = bench.config(CASES[0], BenchData(overrides=[]), Path(tmp) / "probe")
         settings = RuntimeSettings.from_config(probe.get("runtime"), probe.get("compile", False))
         applied = configure_process(settings, opts.device.type)
         notes.append(
-            "Process settings for all three ways: "
+            "Process settings of (a) and (c): "
             + ", ".join(f"{k}={v}" for k, v in applied.items())
-            + "."
+            + f"; (b) runs with torch's defaults ({TORCH_DEFAULTS}) and the same threads."
         )
         notes.append(f"MNIST source: {bench.source[2]}.")
         cases = []

@@ -215,6 +215,21 @@ def run_limit(
     return Run.measured("limit", epochs_out, setup, memory)
 
 
+#: what a plain script runs with (the seeds set none of the framework's speed settings)
+TORCH_DEFAULTS = "denormals not flushed, float32 matmul precision highest, cuDNN autotuner off"
+
+
+def torch_defaults(device: torch.device) -> None:
+    """Undo the framework's process-wide speed settings for the seeds' loop (b).
+
+    Threads stay as they are: all three ways get the same cores.
+    """
+    torch.set_flush_denormal(False)
+    torch.set_float32_matmul_precision("highest")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+
+
 def autocast_dtype_for(precision: str) -> torch.dtype | None:
     precision = str(precision)
     if precision.startswith("bf16") and "mixed" in precision:
