@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -163,7 +165,7 @@ def _metric(result: dict[str, Any], key: str) -> float | None:
 
 def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seconds: float) -> str:
     columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
-    header = ["experiment", "data", *(c[1] for c in columns), "train time"]
+    header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
     lines = [
         "# Reproduced results"
         + (" (quick smoke run: bundled sample, tiny budgets)" if quick else ""),
@@ -176,16 +178,21 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
     ]
     for r in results:
         exp = r["experiment"]
-        cells = [f"{exp.title}", r["train"].get("data", "").split(" (")[0]]
+        command = " ".join(exp.overrides) or "defaults"
+        cells = [f"{exp.title}: `{command}`", _data_cell(r["train"].get("data", ""))]
         for key, _, fmt in columns:
             value = _metric(r, key)
             cells.append("" if value is None else fmt.format(value))
+        cells.append(str(r["train"].get("epochs", "")))
         cells.append(f"{r['train']['seconds']:.0f} s")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Commands: `ae-train <overrides>` then `ae-evaluate ckpt_path=<best checkpoint>`;",
-        "each run's overrides are in `runs/<name>/.hydra/overrides.yaml`.",
+        "Each row is `ae-train <overrides>` then `ae-evaluate ckpt_path=<best checkpoint>`",
+        f"(runs in `{_shown(out)}/runs/<name>/`, evaluations in `eval/<name>/`). Train time",
+        "includes validation and the test pass. Linear probe: test accuracy of a logistic",
+        "regression on the codes. IW-NLL: importance-weighted NLL (k=100) under the decoder's",
+        "likelihood (Bernoulli for `recon_loss=bce`, N(x̂, ½) per pixel for `mse`).",
         "",
     ]
     for r in results:
@@ -199,6 +206,59 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
             lines += [f"![{p.stem}]({p.relative_to(out)})" for p in figures]
             lines.append("")
     return "\n".join(lines)
+
+
+BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
+
+
+def publish(out: Path, readme: Path, figures_dir: Path) -> int:
+    """Put ``out/results.md`` (a full run's) into ``readme`` between the reproduce markers,
+    its figures copied into ``figures_dir`` (a committed folder: ``outputs/`` is ignored).
+
+    Returns the number of figures copied. The table is not edited by hand: what the README
+    shows is what ``make reproduce`` wrote.
+    """
+    results = out / "results.md"
+    if not results.is_file():
+        raise DataError(f"no {results}: run `make reproduce` first.")
+    text = results.read_text()
+    if "quick smoke run" in text:
+        raise DataError(f"{results} is from a --quick run; the README shows full-MNIST results.")
+    page = readme.read_text()
+    if page.count(BEGIN) != 1 or page.count(END) != 1 or page.index(BEGIN) > page.index(END):
+        raise DataError(f"{readme} needs one '{BEGIN}' line followed by one '{END}' line.")
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    base = readme.parent.resolve()
+    copied = 0
+
+    def relink(match: re.Match[str]) -> str:
+        nonlocal copied
+        source = out / match.group(2)
+        target = figures_dir / "_".join(Path(match.group(2)).parts[-3::2])  # <run>_<figure>
+        shutil.copyfile(source, target)
+        copied += 1
+        return f"![{match.group(1)}]({target.resolve().relative_to(base).as_posix()})"
+
+    body = _IMAGE.sub(relink, text.split("\n", 1)[1].strip())  # without the page title
+    before, rest = page.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    write_text_atomic(readme, f"{before}{BEGIN}\n{body}\n{END}{after}")
+    return copied
+
+
+def _data_cell(description: str) -> str:
+    """``MNIST from IDX files in '/x' (train 55,000 / ...)`` -> ``MNIST (train 55,000 / ...)``:
+    the split sizes matter to a reader, the local path does not."""
+    return re.sub(r" from [^']*'[^']*'| bundled real sample from \w+", "", description)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (as users typed it)."""
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def machine_description() -> str:
@@ -227,10 +287,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="default outputs/reproduce[-quick]")
     parser.add_argument("--only", default="", help="comma-separated experiment names")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="put the results (of this run, or of the last one with --publish-only) into "
+        "README.md between its reproduce markers, figures into docs/figures/reproduce/",
+    )
+    parser.add_argument("--publish-only", action="store_true", help="publish without running")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = (
         args.out or Path("outputs") / ("reproduce-quick" if args.quick else "reproduce")
     ).resolve()
+    if args.publish_only:
+        return _publish(out, args.readme)
     chosen = [e for e in EXPERIMENTS if not args.only or e.name in args.only.split(",")]
     try:
         data = data_overrides(args.data_dir, args.quick)
@@ -249,6 +319,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text_atomic(out / "results.md", text)
     print(text)
     print(f"\n[reproduce] wrote {out / 'results.md'}")
+    return _publish(out, args.readme) if args.publish else 0
+
+
+def _publish(out: Path, readme: Path) -> int:
+    try:
+        copied = publish(out, readme, readme.parent / "docs" / "figures" / "reproduce")
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"[reproduce] results and {copied} figure(s) are in {readme}")
     return 0
 
 

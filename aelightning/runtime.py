@@ -148,22 +148,50 @@ def _cgroup_cpu_quota() -> float | None:
     return None
 
 
-def auto_cpu_threads() -> tuple[int, str]:
-    """Intra-op threads for CPU training and why: the CPUs that are ours and idle.
+def auto_cpu_threads(parallel_jobs: int = 1) -> tuple[int, str]:
+    """Intra-op threads for CPU training and why: this job's share of the CPUs that are idle.
 
     torch's default is one thread per physical core of the host, even in a container limited
     to fewer, and its OpenMP threads spin-wait for each other: on cores that other processes
     keep busy a step gets several times slower (a 784-256-64-20 AE at batch 32 ran 5x slower
     with 2 threads than with 1 on a 2-core machine at load 10). So take the CPUs this process
-    may use, minus those the 1-minute load average says are busy, at least one.
+    may use divided by the jobs launched beside it (the load average lags a minute behind jobs
+    that start together), minus those the 1-minute load average says are busy, at least one.
     """
     cpus = min(available_cpus(), torch.get_num_threads())
+    share = max(1, cpus // max(1, parallel_jobs))
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         load = 0.0
-    threads = max(1, min(cpus, cpus - math.floor(load)))
-    return threads, f"{cpus} CPU(s) available, load average {load:.1f}"
+    threads = max(1, min(share, cpus - math.floor(load)))
+    why = f"{cpus} CPU(s) available, load average {load:.1f}"
+    if parallel_jobs > 1:
+        why += f", {parallel_jobs} parallel jobs"
+    return threads, why
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this Hydra multirun share the machine: joblib's ``n_jobs``, else 1.
+
+    ``n_jobs`` follows joblib: -1 means one job per CPU, -2 all CPUs but one, and so on.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return 1
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.get("launcher") or {}
+    if hydra_cfg.mode != RunMode.MULTIRUN or "Joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    n_jobs = launcher.get("n_jobs")
+    cpus = available_cpus()
+    if n_jobs is None:
+        return 1
+    if n_jobs < 0:
+        return max(1, cpus + 1 + int(n_jobs))
+    return max(1, min(int(n_jobs), cpus))
 
 
 def skip_nvml_check() -> bool:
@@ -186,14 +214,18 @@ def configure_process(
     device_type: str,
     deterministic: bool = False,
     trainer_benchmark: bool | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Apply the process-wide settings; returns what was set (for the run log)."""
+    """Apply the process-wide settings; returns what was set (for the run log).
+
+    ``jobs`` is how many processes like this one run at once (see :func:`parallel_jobs`).
+    """
     applied: dict[str, Any] = {}
     if device_type == "cpu":
         if skip_nvml_check():
             applied["nvml_cuda_check"] = "off (no GPU)"
         if settings.cpu_threads is None:
-            threads, why = auto_cpu_threads()
+            threads, why = auto_cpu_threads(jobs)
             applied["cpu_threads"] = f"{threads} (auto: {why})"
         else:
             threads = settings.cpu_threads
@@ -318,6 +350,7 @@ def configure_runtime(cfg: Mapping[str, Any], module: nn.Module, trainer: Any) -
         device_type,
         deterministic=bool(trainer_cfg.get("deterministic")),
         trainer_benchmark=trainer_cfg.get("benchmark"),
+        jobs=parallel_jobs(),
     )
     applied.update(configure_model(module, settings, device_type))
     log.info("Runtime: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))

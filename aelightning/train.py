@@ -64,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except (SystemExit, KeyboardInterrupt) as exc:  # Ctrl-C / SIGTERM, after last.ckpt was saved
         raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
     metrics = _scalar_metrics(trainer.callback_metrics)
+    epochs = trainer.current_epoch  # completed epochs (early stopping may end before max)
 
     best = _best_checkpoint(trainer)
     if cfg.get("test"):
@@ -80,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     result = {
         "metrics": metrics,
         "best_checkpoint": best,
+        "epochs": epochs,
         "output_dir": str(cfg.paths.output_dir),
         "data": getattr(datamodule, "source_description", type(datamodule).__name__),
         "seconds": time.perf_counter() - started,

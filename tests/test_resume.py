@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -72,12 +73,15 @@ def _cfg(root: Path, run: str, *overrides: str) -> DictConfig:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
-    """Final weights of the uninterrupted short run."""
+def reference(tmp_path_factory) -> dict[str, Any]:
+    """Final weights and metrics of the uninterrupted short run."""
     root = tmp_path_factory.mktemp("reference")
     cfg = _cfg(root, "run")
-    train(cfg)
-    return _weights(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    metrics = train(cfg)["metrics"]
+    return {
+        "weights": _weights(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"),
+        "metrics": metrics,
+    }
 
 
 @pytest.mark.parametrize(
@@ -106,10 +110,13 @@ def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
     saved_step = load_checkpoint(last)["global_step"]
     assert saved_step in (8, 9)  # Ctrl-C stops at the end of the step it arrives in or the next
 
-    train(_cfg(tmp_path, "run", "resume=true"))
+    metrics = train(_cfg(tmp_path, "run", "resume=true"))["metrics"]
     resumed = _weights(last)
     assert load_checkpoint(last)["global_step"] == 12
-    assert _max_abs_diff(resumed, reference) <= 1e-6
+    assert _max_abs_diff(resumed, reference["weights"]) <= 1e-6
+    # the interrupted epoch's mean covers its batches from before the stop too
+    expected = reference["metrics"]["train/loss_epoch"]
+    assert metrics["train/loss_epoch"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_second_ctrl_c_quits_at_once_and_saves_nothing(tmp_path, capsys):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aelightning import runtime
 from tests.conftest import compose_config
 from tests.helpers import run_cli
 
@@ -79,6 +80,26 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
 def test_launchers_compose(tmp_path, override, target):
     cfg = compose_config(tmp_path, [override])
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "jobs", "threads"),
+    [
+        (["hydra/launcher=local_parallel"], 2, 4),  # n_jobs: 2
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"], 8, 1),  # one job per CPU
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-3"], 6, 1),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 3, 2),
+        ([], 1, 8),  # the basic launcher runs one job at a time
+    ],
+)
+def test_parallel_jobs_share_the_cores(tmp_path, monkeypatch, overrides, jobs, threads):
+    """On an idle 8-CPU machine, joblib's n_jobs jobs get 8 // n_jobs torch threads each."""
+    compose_config(tmp_path, [*overrides, "hydra.mode=MULTIRUN"])
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 8)
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert runtime.parallel_jobs() == jobs
+    assert runtime.auto_cpu_threads(runtime.parallel_jobs())[0] == threads
 
 
 @pytest.mark.slow

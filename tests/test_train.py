@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from aelightning.builders import build_model
 from aelightning.train import train
@@ -53,6 +53,29 @@ def test_two_epochs_lower_val_loss_and_leave_logs_and_checkpoint(make_cfg):
     model = build_model(config, (1, 28, 28))
     model.load_state_dict(ckpt["state_dict"])
     assert (run / "figures" / "reconstructions_epoch001.png").is_file()
+
+
+def test_epoch_loss_is_the_mean_of_the_step_losses_and_steps_log_at_the_interval(make_cfg):
+    """``train/loss_epoch`` is the mean over the epoch's batches (all steps, not only the logged
+    ones), and step values reach TensorBoard every ``log_every_n_steps`` steps."""
+    every_step = make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=4")
+    with open_dict(every_step):
+        every_step.trainer.log_every_n_steps = 1
+    train(every_step)
+    acc = read_events(Path(every_step.paths.output_dir) / "tensorboard")
+    steps = scalar_values(acc, "train/loss")
+    epochs = scalar_values(acc, "train/loss_epoch")
+    assert len(steps) == 8 and len(epochs) == 2  # batches of 128 from 4,000: all full
+    assert epochs == pytest.approx([sum(steps[:4]) / 4, sum(steps[4:]) / 4], rel=1e-5)
+
+    sparse = make_cfg("trainer.max_epochs=2", "trainer.limit_train_batches=4")
+    with open_dict(sparse):
+        sparse.paths.output_dir = str(Path(sparse.paths.output_dir).parent / "sparse")
+        sparse.trainer.log_every_n_steps = 3
+    train(sparse)
+    acc = read_events(Path(sparse.paths.output_dir) / "tensorboard")
+    assert [e.step for e in acc.Scalars("train/loss")] == [2, 5]  # global steps 3 and 6
+    assert scalar_values(acc, "train/loss_epoch") == pytest.approx(epochs, rel=1e-5)
 
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -121,9 +121,12 @@ class DivergenceGuard(L.Callback):
 
 # ------------------------------------------------------------------------------- helpers
 def _nonfinite_terms(trainer: L.Trainer) -> str:
-    """``train/<term>`` names whose latest logged value is non-finite, components first."""
+    """``train/<term>`` names whose latest value is non-finite, components first: the module's
+    latest step terms (``last_train_terms``, every step) or else the latest logged ones."""
+    terms = getattr(trainer.lightning_module, "last_train_terms", None) or {}
+    latest = {f"train/{k}": v for k, v in terms.items()} or trainer.callback_metrics
     found = []
-    for key, value in trainer.callback_metrics.items():
+    for key, value in latest.items():
         if key.startswith("train/") and isinstance(value, Tensor) and value.numel() == 1:
             number = float(value)
             if not math.isfinite(number):

@@ -126,6 +126,11 @@ class AutoencoderModule(L.LightningModule):
         self.val_examples: dict[str, Tensor] = {}
         #: the run's resolved config, stored in every checkpoint so it can be rebuilt
         self.run_config: dict[str, Any] | None = None
+        #: the latest training step's loss terms, detached (the divergence guard names them)
+        self.last_train_terms: dict[str, Tensor] = {}
+        # this epoch's sum of batch losses x batch sizes, and the number of samples
+        self._epoch_loss_sum: Tensor | None = None
+        self._epoch_loss_count = 0
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:
@@ -147,13 +152,15 @@ class AutoencoderModule(L.LightningModule):
         The mean per pixel by default (the seeds' ``nn.MSELoss``); with ``per_image`` the
         sum over each image's pixels, averaged over the batch (nats per image for ``bce``).
         """
+        # one fused reduction (no per-pixel tensor to write, read back and differentiate)
+        reduction = "sum" if per_image else "mean"
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_hat, x = x_hat.float(), x.float()
             if self.recon_loss == "bce":
-                pixels = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="none")
+                loss = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction=reduction)
             else:
-                pixels = F.mse_loss(x_hat, x, reduction="none")
-            return pixels.flatten(1).sum(1).mean() if per_image else pixels.mean()
+                loss = F.mse_loss(x_hat, x, reduction=reduction)
+            return loss / x.shape[0] if per_image else loss
 
     def loss(self, x: Tensor, x_in: Tensor, code: Tensor, x_hat: Tensor) -> dict[str, Tensor]:
         """Named loss terms; ``loss`` is the total that is optimised."""
@@ -180,21 +187,50 @@ class AutoencoderModule(L.LightningModule):
         return out.loss
 
     def log_train_terms(self, terms: dict[str, Tensor], batch_size: int) -> None:
-        """``train/<term>`` every step, and the epoch mean of the total as ``train/loss_epoch``."""
-        self.log_dict(
-            {f"train/{k}": v.detach() for k, v in terms.items()},
-            on_step=True,
-            on_epoch=False,
-            batch_size=batch_size,
-        )
-        self.log(
-            "train/loss_epoch",
-            terms["loss"].detach(),
-            on_step=False,
-            on_epoch=True,
-            batch_size=batch_size,
-            prog_bar=True,
-        )
+        """``train/<term>`` at the steps the logger writes (and the epoch's last), and the epoch
+        mean of the total as ``train/loss_epoch``.
+
+        ``self.log`` costs a few hundred microseconds of Python per call, a third of the seeds'
+        MLP step at batch 32 (measured), and Lightning drops step values between its
+        ``log_every_n_steps`` writes anyway. So step values are logged only when they will be
+        written, and the epoch mean is a running sum on the device (no host sync), logged once
+        per epoch. ``last_train_terms`` keeps every step's terms for callbacks.
+        """
+        detached = {k: v.detach() for k, v in terms.items()}
+        self.last_train_terms = detached
+        loss = detached["loss"]
+        if self._epoch_loss_sum is None:
+            self._epoch_loss_sum = torch.zeros((), dtype=torch.float32, device=loss.device)
+        elif self._epoch_loss_sum.device != loss.device:  # restored from a checkpoint
+            self._epoch_loss_sum = self._epoch_loss_sum.to(loss.device)
+        self._epoch_loss_sum += loss.float() * batch_size
+        self._epoch_loss_count += batch_size
+        if self.logger_will_write():
+            self.log_dict(
+                {f"train/{k}": v for k, v in detached.items()},
+                on_step=True,
+                on_epoch=False,
+                batch_size=batch_size,
+            )
+
+    def logger_will_write(self) -> bool:
+        """Whether this training step's ``on_step`` values are worth logging: the logger
+        writes them (every ``trainer.log_every_n_steps`` batches, and when training stops),
+        or it is the epoch's last batch (the run summary shows the latest values)."""
+        trainer = self._trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is None:
+            return True
+        return bool(connector.should_update_logs or trainer.is_last_batch)
+
+    def on_train_epoch_start(self) -> None:
+        # not called for an epoch resumed in the middle: on_load_checkpoint set its sum
+        self._epoch_loss_sum, self._epoch_loss_count = None, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_loss_count and self._epoch_loss_sum is not None:
+            mean = self._epoch_loss_sum / self._epoch_loss_count
+            self.log("train/loss_epoch", mean, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         out = self._evaluate("val", batch)
@@ -253,3 +289,11 @@ class AutoencoderModule(L.LightningModule):
             checkpoint["aelightning_config"] = self.run_config
         # with the config, enough to rebuild the model (aelightning.checkpoint)
         checkpoint["aelightning_input_shape"] = list(self.net.input_shape)
+        # a run resumed from a mid-epoch save goes on with that epoch's mean
+        total = 0.0 if self._epoch_loss_sum is None else float(self._epoch_loss_sum)
+        checkpoint["aelightning_epoch_loss"] = [total, self._epoch_loss_count]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        total, count = checkpoint.get("aelightning_epoch_loss", (0.0, 0))
+        self._epoch_loss_sum = torch.tensor(float(total)) if count else None
+        self._epoch_loss_count = int(count)

@@ -134,6 +134,8 @@ class VariationalAutoencoder(AutoencoderModule):
         terms = {"loss": recon + weight * kl, "recon": recon, "kl": kl}
         if self.recon_loss == "bce":
             terms["neg_elbo"] = recon + kl  # nats per image, whatever beta is
-        if self.training and (self.kl_warmup_steps or self.kl_warmup_epochs):
+        warming_up = self.kl_warmup_steps or self.kl_warmup_epochs
+        # only at the steps the logger writes (see log_train_terms)
+        if self.training and warming_up and self.logger_will_write():
             self.log("train/kl_weight", weight, on_step=True, on_epoch=False)
         return terms
