@@ -14,7 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
@@ -23,7 +23,7 @@ from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
 from aelightning.cli import run_reporting_errors
 from aelightning.hparams import log_hparams
 from aelightning.io import write_json
-from aelightning.runtime import configure_runtime
+from aelightning.runtime import configure_early, configure_runtime
 from aelightning.summary import print_summary
 
 log = logging.getLogger("aelightning")
@@ -42,6 +42,7 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns its final metrics and where its files are."""
     started = time.perf_counter()
+    configure_early(cfg.get("runtime"))  # before any tensor work: OpenMP threads inherit it
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=..., or resume=true: this run dir's last.ckpt
@@ -49,10 +50,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.dims)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    loggers = build_loggers(cfg.get("logger"))
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    if not loggers:  # `logger=none`: nothing to send learning rates to (Lightning would refuse)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg.get("callbacks")),
-        logger=build_loggers(cfg.get("logger")) or False,
+        callbacks=callbacks,
+        logger=loggers or False,
         plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename; weights-only loads
     )
     configure_runtime(cfg, model, trainer)  # threads, TF32, fused optimiser, compile

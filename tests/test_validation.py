@@ -37,6 +37,16 @@ CASES = [
         "model.optimizer._target_='torch.optim.Adamm'",
     ),
     ("batch_size<1", ["data.batch_size=0"], "data.batch_size"),
+    (
+        "mistyped_optimizer_argument",
+        ["+model.optimizer.betaz=[0.9,0.99]"],
+        "model.optimizer: Adam got an unexpected keyword argument 'betaz'",
+    ),
+    (
+        "mistyped_aae_optimizer_argument",
+        ["model=aae", "+model.d_optimizer.momentun=0.9"],
+        "model.d_optimizer: ",
+    ),
     ("lr=0", ["model.optimizer.lr=0"], "model.optimizer.lr"),
     ("lr<0", ["model.optimizer.lr=-0.001"], "model.optimizer.lr"),
     ("val_size_leaves_no_training", ["data.val_size=60000"], "data.val_size"),

@@ -7,6 +7,7 @@ code is produced, e.g. a VAE's reparameterised sample) and :meth:`AutoencoderMod
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from torch import Tensor
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from aelightning.errors import check
+from aelightning.errors import ConfigError, check
 from aelightning.metrics import per_image_mse, psnr
 from aelightning.nets.base import AutoencoderNet
 from aelightning.noise import Noise, NoNoise
@@ -38,8 +39,17 @@ SchedulerFactory = Callable[..., LRScheduler]
 
 
 def optimizer_or_default(factory: OptimizerFactory | None, key: str) -> OptimizerFactory:
-    """The configured optimizer factory (Adam 1e-3 if None), its learning rate checked."""
+    """The configured optimizer factory (Adam 1e-3 if None), its arguments and learning rate
+    checked now, not at the first step of the fit."""
     factory = factory if factory is not None else partial(Adam, lr=1e-3)
+    func = getattr(factory, "func", None)
+    if func is not None:
+        try:  # a mistyped argument (betaz=...) fails here, naming the key
+            inspect.signature(func).bind(None, *factory.args, **factory.keywords)
+        except TypeError as exc:
+            raise ConfigError(f"{key}: {func.__name__} {exc}.") from None
+        except ValueError:  # no signature to check (a builtin): the optimiser itself will
+            pass
     lr = getattr(factory, "keywords", {}).get("lr")
     if lr is not None:
         check(
