@@ -82,6 +82,8 @@ QUICK_EVAL = (
     "figures.tsne_points=300",
     "projector_images=100",
 )
+#: the results page title's suffix for --quick runs (publish refuses those pages)
+QUICK_TITLE = " (quick smoke run: bundled sample, tiny budgets)"
 #: metrics shown in the results table when the evaluation has them
 COLUMNS = (
     ("test/mse", "test MSE", "{:.5f}"),
@@ -167,8 +169,7 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
     columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
     header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
     lines = [
-        "# Reproduced results"
-        + (" (quick smoke run: bundled sample, tiny budgets)" if quick else ""),
+        "# Reproduced results" + (QUICK_TITLE if quick else ""),
         "",
         f"Made by `make reproduce{'-quick' if quick else ''}` in {seconds / 60:.1f} min on "
         f"{machine_description()}.",
@@ -223,7 +224,7 @@ def publish(out: Path, readme: Path, figures_dir: Path) -> int:
     if not results.is_file():
         raise DataError(f"no {results}: run `make reproduce` first.")
     text = results.read_text()
-    if "quick smoke run" in text:
+    if QUICK_TITLE in text:
         raise DataError(f"{results} is from a --quick run; the README shows full-MNIST results.")
     page = readme.read_text()
     if page.count(BEGIN) != 1 or page.count(END) != 1 or page.index(BEGIN) > page.index(END):

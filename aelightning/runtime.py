@@ -186,9 +186,9 @@ def parallel_jobs() -> int:
     if hydra_cfg.mode != RunMode.MULTIRUN or "Joblib" not in str(launcher.get("_target_", "")):
         return 1
     n_jobs = launcher.get("n_jobs")
-    cpus = available_cpus()
     if n_jobs is None:
         return 1
+    cpus = available_cpus()
     if n_jobs < 0:
         return max(1, cpus + 1 + int(n_jobs))
     return max(1, min(int(n_jobs), cpus))
@@ -220,9 +220,9 @@ def flush_denormals(enabled: bool) -> bool:
     return bool(torch.set_flush_denormal(enabled)) and enabled
 
 
-def configure_early(runtime: Mapping[str, Any] | None) -> None:
+def configure_early(settings: RuntimeSettings) -> None:
     """The process settings that must precede any tensor work (see :func:`flush_denormals`)."""
-    flush_denormals(bool((runtime or {}).get("flush_denormal", True)))
+    flush_denormals(settings.flush_denormal)
 
 
 def configure_process(

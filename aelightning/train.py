@@ -23,7 +23,7 @@ from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
 from aelightning.cli import run_reporting_errors
 from aelightning.hparams import log_hparams
 from aelightning.io import write_json
-from aelightning.runtime import configure_early, configure_runtime
+from aelightning.runtime import RuntimeSettings, configure_early, configure_runtime
 from aelightning.summary import print_summary
 
 log = logging.getLogger("aelightning")
@@ -42,7 +42,8 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns its final metrics and where its files are."""
     started = time.perf_counter()
-    configure_early(cfg.get("runtime"))  # before any tensor work: OpenMP threads inherit it
+    # before any tensor work (OpenMP threads inherit it); a bad runtime value fails here
+    configure_early(RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False)))
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=..., or resume=true: this run dir's last.ckpt

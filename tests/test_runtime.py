@@ -273,7 +273,7 @@ import torch
 from aelightning.runtime import RuntimeSettings, configure_early, configure_process
 
 if sys.argv[1] == "early":
-    configure_early({"flush_denormal": True})  # what train() and the bench do first
+    configure_early(RuntimeSettings())  # what train() and the bench do first
 torch.set_num_threads(2)
 big = torch.from_numpy(np.ones(4_000_000, dtype=np.float32))
 (big * 2).sum()  # data work: torch's OpenMP threads start here

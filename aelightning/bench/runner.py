@@ -333,7 +333,7 @@ def run(opts: Options) -> dict[str, Any]:
     """Run every selected case and the scaling series; write bench.json and bench.md."""
     opts.out.mkdir(parents=True, exist_ok=True)
     # before any tensor work, so that every OpenMP thread inherits it (see flush_denormals)
-    configure_early({"flush_denormal": True})
+    configure_early(RuntimeSettings())  # the framework's defaults
     env = environment(opts.device)
     started = time.perf_counter()
     notes: list[str] = []

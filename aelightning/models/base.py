@@ -138,8 +138,10 @@ class AutoencoderModule(L.LightningModule):
         self.run_config: dict[str, Any] | None = None
         #: the latest training step's loss terms, detached (the divergence guard names them)
         self.last_train_terms: dict[str, Tensor] = {}
-        # this epoch's sum of batch losses x batch sizes, and the number of samples
+        # this epoch's sum of batch losses x batch sizes (on the device, plus what a mid-epoch
+        # checkpoint carried over), and the number of samples
         self._epoch_loss_sum: Tensor | None = None
+        self._epoch_loss_restored = 0.0
         self._epoch_loss_count = 0
 
     # ----------------------------------------------------------------- forward
@@ -208,12 +210,9 @@ class AutoencoderModule(L.LightningModule):
         """
         detached = {k: v.detach() for k, v in terms.items()}
         self.last_train_terms = detached
-        loss = detached["loss"]
-        if self._epoch_loss_sum is None:
-            self._epoch_loss_sum = torch.zeros((), dtype=torch.float32, device=loss.device)
-        elif self._epoch_loss_sum.device != loss.device:  # restored from a checkpoint
-            self._epoch_loss_sum = self._epoch_loss_sum.to(loss.device)
-        self._epoch_loss_sum += loss.float() * batch_size
+        weighted = detached["loss"].float() * batch_size
+        total = self._epoch_loss_sum
+        self._epoch_loss_sum = weighted if total is None else total + weighted
         self._epoch_loss_count += batch_size
         if self.logger_will_write():
             self.log_dict(
@@ -235,11 +234,12 @@ class AutoencoderModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # not called for an epoch resumed in the middle: on_load_checkpoint set its sum
-        self._epoch_loss_sum, self._epoch_loss_count = None, 0
+        self._epoch_loss_sum, self._epoch_loss_restored, self._epoch_loss_count = None, 0.0, 0
 
     def on_train_epoch_end(self) -> None:
         if self._epoch_loss_count and self._epoch_loss_sum is not None:
-            mean = self._epoch_loss_sum / self._epoch_loss_count
+            total = self._epoch_loss_sum + self._epoch_loss_restored
+            mean = total / self._epoch_loss_count
             self.log("train/loss_epoch", mean, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
@@ -300,10 +300,12 @@ class AutoencoderModule(L.LightningModule):
         # with the config, enough to rebuild the model (aelightning.checkpoint)
         checkpoint["aelightning_input_shape"] = list(self.net.input_shape)
         # a run resumed from a mid-epoch save goes on with that epoch's mean
-        total = 0.0 if self._epoch_loss_sum is None else float(self._epoch_loss_sum)
+        total = self._epoch_loss_restored
+        if self._epoch_loss_sum is not None:
+            total += float(self._epoch_loss_sum)
         checkpoint["aelightning_epoch_loss"] = [total, self._epoch_loss_count]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         total, count = checkpoint.get("aelightning_epoch_loss", (0.0, 0))
-        self._epoch_loss_sum = torch.tensor(float(total)) if count else None
+        self._epoch_loss_sum, self._epoch_loss_restored = None, float(total)
         self._epoch_loss_count = int(count)
