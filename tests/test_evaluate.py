@@ -113,21 +113,23 @@ def test_training_logs_figures_projector_and_hparams_to_tensorboard(dae_run):
     assert_png_with_content(folder / "sprite.png")
 
 
+#: the figures a finished run (and ae-evaluate) draws for a noisy MLP AE
+FINAL_FIGURES = (
+    "reconstructions",
+    "loss_curves",
+    "learning_rate",
+    "codes_pca",
+    "codes_tsne",
+    "interpolation",
+    "noise_curve",
+)
+
+
 def test_training_figures_are_pngs_with_content(dae_run):
     cfg, _ = dae_run
     figures = Path(cfg.paths.output_dir) / "figures"
     names = {p.stem for p in figures.glob("*.png")}
-    for name in (
-        "reconstructions",
-        "loss_curves",
-        "learning_rate",
-        "codes_pca",
-        "codes_tsne",
-        "interpolation",
-        "noise_curve",
-        "codes_pca_epoch000",
-        "codes_pca_epoch001",
-    ):
+    for name in (*FINAL_FIGURES, "codes_pca_epoch000", "codes_pca_epoch001"):
         assert name in names, (name, names)
     for path in figures.glob("*.png"):
         assert_png_with_content(path)
@@ -158,15 +160,7 @@ def test_evaluate_reproduces_the_runs_test_loss_and_writes_its_own_run_dir(dae_r
 
     out = tmp_path / "eval"
     assert read_json(out / "metrics.json")["metrics"]["test/loss"] == metrics["test/loss"]
-    for name in (
-        "reconstructions",
-        "loss_curves",
-        "learning_rate",
-        "codes_pca",
-        "codes_tsne",
-        "interpolation",
-        "noise_curve",
-    ):
+    for name in FINAL_FIGURES:
         assert_png_with_content(out / "figures" / f"{name}.png")
     acc = read_events(out / "tensorboard")
     assert scalar_values(acc, "test/ssim") == pytest.approx([metrics["test/ssim"]])
