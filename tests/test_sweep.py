@@ -82,6 +82,27 @@ def test_launchers_compose(tmp_path, override, target):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
+    """`hydra/launcher=local_parallel`: 2 joblib jobs, a summary, each job told its share."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=local_parallel",
+        "net.latent_dim=4,8",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.root_dir={tmp_path}",
+        *SHORT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(sweep)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    if runtime.available_cpus() >= 2:
+        for job in ("0", "1"):
+            logs = " ".join(p.read_text() for p in (sweep / job).glob("*.log"))
+            assert "2 parallel jobs" in logs, logs[-1000:]
+
+
 @pytest.mark.parametrize(
     ("overrides", "jobs", "threads"),
     [
