@@ -56,6 +56,16 @@ def step_decay(
     return StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
+def no_schedule(optimizer: Optimizer, total_steps: int) -> None:
+    """``model/scheduler=none``: no scheduler, the optimiser keeps its base LR.
+
+    Nothing to step after every batch (a constant scheduler would cost Lightning's
+    scheduler update each step); the LR monitor still logs the optimiser's LR.
+    """
+    return None
+
+
 def constant(optimizer: Optimizer, total_steps: int) -> LRScheduler:
-    """The base LR throughout (``model/scheduler=none``): an explicit no-op schedule."""
+    """The base LR throughout as a scheduler object (checkpoints from before ``no_schedule``
+    name it)."""
     return LambdaLR(optimizer, lambda step: 1.0)

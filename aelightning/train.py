@@ -23,6 +23,7 @@ from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
 from aelightning.cli import run_reporting_errors
 from aelightning.hparams import log_hparams
 from aelightning.io import write_json
+from aelightning.loop_overhead import profiler_override
 from aelightning.runtime import RuntimeSettings, configure_early, configure_runtime
 from aelightning.summary import print_summary
 
@@ -59,6 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
+        **profiler_override(cfg.trainer.get("profiler")),
         plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename; weights-only loads
     )
     configure_runtime(cfg, model, trainer)  # threads, TF32, fused optimiser, compile

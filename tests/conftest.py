@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -16,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(ROOT / "conf")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def bare_trainer(max_steps: int) -> L.Trainer:
+    """A CPU trainer for ``max_steps`` with nothing else: no validation, logger, checkpoints,
+    progress bar or summary (for tests of a module's own steps)."""
+    return L.Trainer(
+        max_steps=max_steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+
 
 #: overrides that keep every composed run small and quiet
 TINY = [

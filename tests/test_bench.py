@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -55,6 +57,30 @@ def test_limit_loop_trains_and_splits_its_time(make_cfg, sample_source):
     parts = sum(v for k, v in ms.items() if k not in ("total", "other"))
     assert parts <= ms["total"] * 1.001 and parts > 0.5 * ms["total"]
     assert run.samples_per_s > 0 and run.samples_per_cpu_s > 0
+
+
+def test_seeds_loop_runs_apart_with_torch_defaults(make_cfg, tmp_path, sample_source):
+    """(b) trains in a fresh process with denormals not flushed in it, though this process
+    flushes them, and with this process's number of threads."""
+    from aelightning.runtime import flush_denormals
+
+    data = bench.prepare_mnist(tmp_path, sample_source, n=256, seed=0)
+    cfg = make_cfg("data.batch_size=64")
+    case = bench.Case("mlp-b64", "mlp", "mnist", 64)
+    threads = torch.get_num_threads()
+    assert flush_denormals(True)
+    try:
+        assert torch.tensor([1e-39]).mul(1.0).item() == 0.0  # flushed here
+        job = bench.SeedsJob(cfg, (1, 28, 28), 0, data, case, 2, torch.device("cpu"))
+        run = bench.run_seeds_apart(replace(job, threads=threads))
+    finally:
+        flush_denormals(False)
+    assert run.extra["pid"] != os.getpid()
+    assert run.extra["denormals_flushed"] is False
+    assert run.extra["cpu_threads"] == threads
+    assert [e["samples"] for e in run.epochs] == [256, 256]
+    assert [e["steps"] for e in run.epochs] == [4, 4]
+    assert run.peak_rss_mb > 0
 
 
 def test_epoch_clock_times_a_real_fit(make_cfg, tmp_path):

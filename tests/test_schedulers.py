@@ -37,7 +37,24 @@ def test_bad_warmup():
         warmup_cosine(opt, total_steps=10, warmup_fraction=1.5)
 
 
-def test_constant_is_the_none_option():
+def test_constant_keeps_the_base_lr():
     from aelightning.schedulers import constant
 
     assert _lrs(constant, 20) == [1.0] * 20
+
+
+def test_none_option_configures_no_scheduler_and_the_lr_stays(make_cfg):
+    """``model/scheduler=none``: the optimiser alone, nothing stepped per batch, base LR kept."""
+    from aelightning.builders import build_datamodule, build_model
+    from tests.conftest import bare_trainer
+
+    cfg = make_cfg("model/scheduler=none", "model.optimizer.lr=0.002")
+    datamodule = build_datamodule(cfg)
+    module = build_model(cfg, datamodule.dims)
+    trainer = bare_trainer(max_steps=3)
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 3
+    assert trainer.lr_scheduler_configs == []
+    (optimizer,) = trainer.optimizers
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["lr"] == 0.002

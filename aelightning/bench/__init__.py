@@ -8,7 +8,8 @@ optimiser on the same samples are timed, alternating, several repeats, medians r
   the clock covers each training epoch up to its validation.
 - **(b) seeds**: the seeds' loop: ``torchvision.datasets.MNIST`` over the same IDX files (for
   images: PIL + ``Resize`` + ``ToTensor``), ``DataLoader(shuffle=True)``, ``optim.Adam(lr=1e-3)``,
-  ``nn.MSELoss``, plain PyTorch.
+  ``nn.MSELoss``, plain PyTorch; in a fresh process with torch's defaults, as the seeds' script
+  runs (same number of threads).
 - **(c) limit**: the least a training loop can do: one float tensor already on the device,
   a permutation per epoch, slices, and the framework's own optimiser and runtime settings, so
   that (a)/(c) is the framework's overhead alone.
@@ -26,7 +27,14 @@ from aelightning.bench.clock import EpochClock, framework_parts
 from aelightning.bench.data import BenchData, mnist_source, prepare_mnist, tile
 from aelightning.bench.measure import Run
 from aelightning.bench.runner import Bench, Options, run
-from aelightning.bench.ways import run_framework, run_limit, run_seeds, train_epochs
+from aelightning.bench.ways import (
+    SeedsJob,
+    run_framework,
+    run_limit,
+    run_seeds,
+    run_seeds_apart,
+    train_epochs,
+)
 
 __all__ = [
     "CASES",
@@ -41,6 +49,7 @@ __all__ = [
     "Options",
     "Plan",
     "Run",
+    "SeedsJob",
     "framework_parts",
     "main",
     "mnist_source",
@@ -51,6 +60,7 @@ __all__ = [
     "run_framework",
     "run_limit",
     "run_seeds",
+    "run_seeds_apart",
     "tile",
     "train_epochs",
 ]

@@ -41,11 +41,11 @@ from aelightning.bench.measure import Run, rss_mb
 from aelightning.bench.report import check_targets, environment, markdown
 from aelightning.bench.ways import (
     TORCH_DEFAULTS,
+    SeedsJob,
     autocast_dtype_for,
     run_framework,
     run_limit,
-    run_seeds,
-    torch_defaults,
+    run_seeds_apart,
 )
 from aelightning.runtime import (
     RuntimeSettings,
@@ -165,11 +165,11 @@ class Bench:
                     if report.is_file():
                         shutil.copy(report, self.opts.out / f"profile-{case.name}.txt")
                 return run
-            module = self.fresh_module(cfg, dims)
             if method == "seeds":
-                torch_defaults(device)
-                epochs = self.opts.plan.epochs
-                return run_seeds(module.net, data, case, epochs, device, profile, count_calls)
+                epochs, threads = self.opts.plan.epochs, torch.get_num_threads()
+                job = SeedsJob(cfg, dims, self.seed, data, case, epochs, device, profile)
+                return run_seeds_apart(replace(job, count_calls=count_calls, threads=threads))
+            module = self.fresh_module(cfg, dims)
             settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
             configure_process(settings, device.type)
             configure_model(module, settings, device.type)
@@ -339,18 +339,17 @@ def run(opts: Options) -> dict[str, Any]:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="aelightning-bench-") as tmp:
         bench = Bench(opts, Path(tmp))
-        # (a) and (c) run with the framework's process-wide settings, (b) with torch's
-        # defaults; the number of threads is the same for all three (same cores)
+        # (a) and (c) run with the framework's process-wide settings, (b) in its own process
+        # with torch's defaults; the number of threads is the same for all three (same cores)
         probe = bench.config(CASES[0], BenchData(overrides=[]), Path(tmp) / "probe")
         settings = RuntimeSettings.from_config(probe.get("runtime"), probe.get("compile", False))
         applied = configure_process(settings, opts.device.type)
         notes.append(
             "Process settings of (a) and (c): "
             + ", ".join(f"{k}={v}" for k, v in applied.items())
-            + f"; (b) runs with torch's defaults ({TORCH_DEFAULTS}) and the same threads"
-            + " (the denormal flag of its OpenMP worker threads is the framework's: they are"
-            + " shared by the process, so with more than 1 thread (b) is if anything faster"
-            + " than the seeds' own script)."
+            + f"; (b) runs in a fresh process with torch's defaults ({TORCH_DEFAULTS})"
+            + " in every thread, as the seeds' script would, and the same number of threads"
+            + " (its peak RSS is that process's)."
         )
         notes.append(f"MNIST source: {bench.source[2]}.")
         cases = []

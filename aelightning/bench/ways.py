@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +223,61 @@ def run_limit(
 TORCH_DEFAULTS = "denormals not flushed, float32 matmul precision highest, cuDNN autotuner off"
 
 
-def torch_defaults(device: torch.device) -> None:
-    """Undo the framework's process-wide speed settings for the seeds' loop (b).
+@dataclass(frozen=True)
+class SeedsJob:
+    """(b) for one case, to run in a fresh process: the net comes from ``cfg`` and ``seed``."""
 
-    Threads stay as they are: all three ways get the same cores.
+    cfg: DictConfig
+    dims: tuple[int, ...]
+    seed: int
+    data: BenchData
+    case: Case
+    epochs: int
+    device: torch.device
+    profile: bool = False
+    count_calls: bool = False
+    threads: int = 1
+
+    def run(self) -> Run:
+        torch.set_num_threads(self.threads)
+        torch_defaults(self.device)
+        from hydra.core.hydra_config import HydraConfig
+
+        from aelightning.builders import build_model
+        from aelightning.runtime import skip_nvml_check
+
+        skip_nvml_check()  # importing Lightning set it; a plain script does not (see runtime)
+        HydraConfig().set_config(self.cfg)
+        torch.manual_seed(self.seed)
+        net = build_model(self.cfg, self.dims).net
+        run = run_seeds(
+            net, self.data, self.case, self.epochs, self.device, self.profile, self.count_calls
+        )
+        run.extra.update(
+            pid=os.getpid(),
+            cpu_threads=torch.get_num_threads(),
+            # a denormal times one is zero only when denormals are flushed
+            denormals_flushed=bool(torch.tensor([1e-39]).mul(1.0).item() == 0.0),
+        )
+        return run
+
+
+def run_seeds_apart(job: SeedsJob) -> Run:
+    """(b) in a fresh process, as the seeds' script runs: torch's defaults in every thread.
+
+    In the benchmark's own process the OpenMP worker threads keep the denormal flag they
+    were created with (the framework's), so with two or more threads (b) would run with
+    flushed denormals on half of every op; its resident memory would also be the shared
+    process's. ``job.threads`` should be the number the other ways use.
     """
+    context = multiprocessing.get_context("spawn")
+    job = replace(job, data=replace(job.data, train_images=None))  # (b) reads the files
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(job.run).result()
+
+
+def torch_defaults(device: torch.device) -> None:
+    """Torch's own process-wide settings (a fresh process has them already; set for clarity)."""
     torch.set_flush_denormal(False)
     torch.set_float32_matmul_precision("highest")
     if device.type == "cuda":

@@ -145,4 +145,7 @@ class AdversarialAutoencoder(AutoencoderModule):
         if self.scheduler_factory is None:
             return optimizers
         total_steps = int(self.trainer.estimated_stepping_batches)
-        return optimizers, [self.scheduler_factory(o, total_steps=total_steps) for o in optimizers]
+        schedulers = [self.scheduler_factory(o, total_steps=total_steps) for o in optimizers]
+        if all(s is None for s in schedulers):  # model/scheduler=none
+            return optimizers
+        return optimizers, schedulers

@@ -23,6 +23,7 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from aelightning.errors import ConfigError, check
+from aelightning.loop_overhead import PlainAttributes
 from aelightning.metrics import per_image_mse, psnr
 from aelightning.nets.base import AutoencoderNet
 from aelightning.noise import Noise, NoNoise
@@ -35,7 +36,7 @@ warnings.filterwarnings(
 )
 
 OptimizerFactory = Callable[..., Optimizer]
-SchedulerFactory = Callable[..., LRScheduler]
+SchedulerFactory = Callable[..., LRScheduler | None]
 
 
 def optimizer_or_default(factory: OptimizerFactory | None, key: str) -> OptimizerFactory:
@@ -73,7 +74,7 @@ class StepOutput:
         return self.terms["loss"]
 
 
-class AutoencoderModule(L.LightningModule):
+class AutoencoderModule(PlainAttributes, L.LightningModule):
     """Shared training logic for every objective; the plain AE is this with no extras.
 
     Args:
@@ -94,6 +95,10 @@ class AutoencoderModule(L.LightningModule):
     needs_unconstrained_code: ClassVar[bool] = False
     #: the name users select this objective by (``model=<name>``), for error messages
     config_name: ClassVar[str] = "ae"
+    #: set every step by Lightning or by this class; never parameters, buffers or modules
+    plain_attributes: ClassVar[frozenset[str]] = frozenset(
+        {"_current_fx_name", "last_train_terms", "_epoch_loss_sum", "_epoch_loss_count"}
+    )
 
     def __init__(
         self,
@@ -288,6 +293,8 @@ class AutoencoderModule(L.LightningModule):
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        if scheduler is None:  # model/scheduler=none
+            return optimizer
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},

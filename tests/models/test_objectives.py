@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -20,6 +19,7 @@ from aelightning.nets.conv import ConvNet
 from aelightning.nets.mlp import MLPNet
 from aelightning.nets.vgg import SegNetVGG
 from aelightning.train import train
+from tests.conftest import bare_trainer
 from tests.tbutil import read_events, scalar_values
 
 #: the loss terms each objective logs besides ``loss`` and ``recon``
@@ -167,15 +167,7 @@ def _fit_one_batch(make_cfg, *overrides):
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.dims)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = L.Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = bare_trainer(max_steps=1)
     trainer.fit(model, datamodule=datamodule)
     return model, trainer, before
 

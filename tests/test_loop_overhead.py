@@ -1,0 +1,86 @@
+"""The cheaper loop pieces change no result: no profiler unless one is configured (and then
+Lightning's, with its report), plain attributes set like nn.Module would set them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import torch
+from lightning.pytorch.profilers import SimpleProfiler
+from omegaconf import open_dict
+from torch import nn
+
+from aelightning.builders import build_model
+from aelightning.loop_overhead import NoProfiler, PlainAttributes
+from aelightning.train import train
+
+
+class ProfilerSpy(L.Callback):
+    """Records the trainer's profiler and what the module's registries hold after fitting."""
+
+    seen: ClassVar[dict[str, object]] = {}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        registries = (pl_module._parameters, pl_module._buffers, pl_module._modules)
+        plain = pl_module.plain_attributes
+        ProfilerSpy.seen = {
+            "profiler": trainer.profiler,
+            "registered": [n for n in plain if any(n in r for r in registries)],
+            "fx_name": pl_module.__dict__.get("_current_fx_name", "missing"),
+        }
+
+
+def _with_spy(cfg):
+    with open_dict(cfg):
+        cfg.callbacks.spy = {"_target_": f"{__name__}.ProfilerSpy"}
+    return cfg
+
+
+def test_default_run_uses_no_profiler_and_keeps_plain_attributes_plain(make_cfg):
+    train(_with_spy(make_cfg("test=false")))
+    seen = ProfilerSpy.seen
+    assert isinstance(seen["profiler"], NoProfiler)
+    assert seen["registered"] == []
+    assert seen["fx_name"] != "missing"  # Lightning's hook name lives in the instance dict
+
+
+def test_a_configured_profiler_is_lightnings_and_writes_its_report(make_cfg):
+    cfg = make_cfg(
+        "test=false",
+        "trainer.profiler={_target_:lightning.pytorch.profilers.SimpleProfiler,"
+        "dirpath:${paths.output_dir},filename:profile}",
+    )
+    train(_with_spy(cfg))
+    assert type(ProfilerSpy.seen["profiler"]) is SimpleProfiler
+    report = (Path(cfg.paths.output_dir) / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report and "[LightningModule]" in report
+
+
+def test_no_profiler_profile_is_a_reusable_no_op():
+    profiler = NoProfiler()
+    # nested, and the same name again inside, as Lightning's hooks do
+    with profiler.profile("a") as first, profiler.profile("b"), profiler.profile("a"):
+        pass
+    assert first is None
+    assert profiler.summary() == ""
+
+
+def test_plain_attributes_skip_the_registries_and_others_do_not(make_cfg):
+    class Probe(PlainAttributes):
+        plain_attributes = frozenset({"tag", "cache"})
+
+    probe = Probe()
+    probe.tag = "x"
+    probe.cache = torch.ones(2)  # a tensor, but listed: an ordinary attribute
+    probe.layer = nn.Linear(2, 2)  # not listed: registered as a submodule
+    probe.scale = nn.Parameter(torch.ones(1))
+    assert probe.__dict__["tag"] == "x" and torch.equal(probe.cache, torch.ones(2))
+    assert set(probe._modules) == {"layer"} and set(probe._parameters) == {"scale"}
+    assert len(list(probe.parameters())) == 3
+
+    module = build_model(make_cfg(), (1, 28, 28))
+    module._current_fx_name = "training_step"
+    assert module.__dict__["_current_fx_name"] == "training_step"
+    assert "_current_fx_name" not in module.state_dict()
