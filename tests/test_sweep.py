@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,16 +28,15 @@ def _rows(sweep: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_two_by_two_multirun_gives_four_jobs_and_a_summary(tmp_path):
+def _multirun(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``ae-train -m <overrides>`` with the short settings; the process and its sweep dir."""
     sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "net.latent_dim=4,8",
-        "noise=none,gaussian",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        *SHORT,
-    )
+    args = [f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}", *SHORT]
+    return run_cli("-m", *overrides, *args), sweep
+
+
+def test_two_by_two_multirun_gives_four_jobs_and_a_summary(tmp_path):
+    proc, sweep = _multirun(tmp_path, "net.latent_dim=4,8", "noise=none,gaussian")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     rows = _rows(sweep)
@@ -57,10 +57,7 @@ def test_two_by_two_multirun_gives_four_jobs_and_a_summary(tmp_path):
 
 
 def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", "net.latent_dim=0,4", f"hydra.sweep.dir={sweep}", f"paths.root_dir={tmp_path}", *SHORT
-    )
+    proc, sweep = _multirun(tmp_path, "net.latent_dim=0,4")
     assert proc.returncode != 0
     assert "net.latent_dim must be >= 1" in proc.stderr
     failed, ok = _rows(sweep)
@@ -85,15 +82,7 @@ def test_launchers_compose(tmp_path, override, target):
 @pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_sharing_the_cores(tmp_path):
     """`hydra/launcher=local_parallel`: 2 joblib jobs, a summary, each job told its share."""
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "hydra/launcher=local_parallel",
-        "net.latent_dim=4,8",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        *SHORT,
-    )
+    proc, sweep = _multirun(tmp_path, "hydra/launcher=local_parallel", "net.latent_dim=4,8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _rows(sweep)
     assert [r["status"] for r in rows] == ["ok", "ok"]
@@ -155,15 +144,7 @@ def test_ddp_on_cpu_gives_each_rank_a_disjoint_shard(tmp_path):
 def test_optuna_search_runs_three_trials_and_reports_the_best(tmp_path):
     import yaml
 
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "hparams_search=vae_optuna",
-        "hydra.sweeper.n_trials=3",
-        f"hydra.sweep.dir={sweep}",
-        f"paths.root_dir={tmp_path}",
-        *SHORT,
-    )
+    proc, sweep = _multirun(tmp_path, "hparams_search=vae_optuna", "hydra.sweeper.n_trials=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(sweep)
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)

@@ -166,9 +166,19 @@ class Bench:
                         shutil.copy(report, self.opts.out / f"profile-{case.name}.txt")
                 return run
             if method == "seeds":
-                epochs, threads = self.opts.plan.epochs, torch.get_num_threads()
-                job = SeedsJob(cfg, dims, self.seed, data, case, epochs, device, profile)
-                return run_seeds_apart(replace(job, count_calls=count_calls, threads=threads))
+                job = SeedsJob(
+                    cfg,
+                    dims,
+                    self.seed,
+                    data,
+                    case,
+                    epochs=self.opts.plan.epochs,
+                    device=device,
+                    profile=profile,
+                    count_calls=count_calls,
+                    threads=torch.get_num_threads(),  # as many as (a) and (c) use
+                )
+                return run_seeds_apart(job)
             module = self.fresh_module(cfg, dims)
             settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
             configure_process(settings, device.type)

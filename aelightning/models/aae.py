@@ -142,10 +142,5 @@ class AdversarialAutoencoder(AutoencoderModule):
             self.d_optimizer_factory(self.discriminator.parameters()),
             self.g_optimizer_factory(self.net.encoder_parameters()),
         ]
-        if self.scheduler_factory is None:
-            return optimizers
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        schedulers = [self.scheduler_factory(o, total_steps=total_steps) for o in optimizers]
-        if all(s is None for s in schedulers):  # model/scheduler=none
-            return optimizers
-        return optimizers, schedulers
+        schedulers = self.schedulers_for(optimizers)
+        return optimizers if schedulers is None else (optimizers, schedulers)

@@ -289,16 +289,24 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
     # -------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        if scheduler is None:  # model/scheduler=none
+        schedulers = self.schedulers_for([optimizer])
+        if schedulers is None:
             return optimizer
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+            "lr_scheduler": {"scheduler": schedulers[0], "interval": "step", "frequency": 1},
         }
+
+    def schedulers_for(self, optimizers: list[Optimizer]) -> list[LRScheduler] | None:
+        """One scheduler per optimiser over the fit's steps; None when there is nothing to
+        step (no factory, or ``model/scheduler=none``, whose factory gives None)."""
+        if self.scheduler_factory is None:
+            return None
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        schedulers = [self.scheduler_factory(o, total_steps=total_steps) for o in optimizers]
+        if any(s is None for s in schedulers):
+            return None
+        return schedulers  # type: ignore[return-value]
 
     # ------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
