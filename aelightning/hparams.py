@@ -38,6 +38,8 @@ def log_hparams(
     metric; here the tab points at the run's real scalar tags instead, so the table
     shows their final values and runs of a sweep can be compared side by side.
     """
+    if not trainer.is_global_zero:  # other DDP ranks hold a dummy experiment, no writer
+        return
     params = flatten_config({k: v for k, v in config.items() if k != "hydra"})
     metrics = {name: float(final_metrics[name]) for name in metric_names if name in final_metrics}
     if not metrics:
