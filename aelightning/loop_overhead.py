@@ -9,6 +9,8 @@ seeds' MLP). :class:`NoProfiler` returns one shared, reusable null context inste
 Each of those hooks also sets ``pl_module._current_fx_name`` twice, through
 ``nn.Module.__setattr__``, which checks whether the value is a parameter, buffer or submodule
 (eight Python calls). :class:`PlainAttributes` lets a module name attributes that never are.
+
+How Lightning calls the hooks themselves is :mod:`aelightning.hook_dispatch`.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class RuntimeSettings:
     cudnn_benchmark: bool | None = None
     channels_last: bool | None = None
     fused_optimizer: bool = True
+    lean_hooks: bool = True
     compile: bool = False
     compile_mode: str = "default"
     compile_backend: str = "inductor"
@@ -92,6 +93,9 @@ class RuntimeSettings:
         fused = block.get("fused_optimizer", True)
         if not isinstance(fused, bool):
             raise ConfigError(f"runtime.fused_optimizer={fused!r} must be true or false.")
+        lean = block.get("lean_hooks", True)
+        if not isinstance(lean, bool):
+            raise ConfigError(f"runtime.lean_hooks={lean!r} must be true or false.")
         flush = block.get("flush_denormal", True)
         if not isinstance(flush, bool):
             raise ConfigError(f"runtime.flush_denormal={flush!r} must be true or false.")
@@ -116,6 +120,7 @@ class RuntimeSettings:
             cudnn_benchmark=_auto_bool(block.get("cudnn_benchmark"), "runtime.cudnn_benchmark"),
             channels_last=_auto_bool(block.get("channels_last"), "runtime.channels_last"),
             fused_optimizer=fused,
+            lean_hooks=lean,
             compile=compile,
             compile_mode=mode,
             compile_backend=backend,

@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from aelightning import hook_dispatch
 from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
 from aelightning.callbacks.resume import interrupted_error
 from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
@@ -44,7 +45,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns its final metrics and where its files are."""
     started = time.perf_counter()
     # before any tensor work (OpenMP threads inherit it); a bad runtime value fails here
-    configure_early(RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False)))
+    settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
+    configure_early(settings)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path=..., or resume=true: this run dir's last.ckpt
@@ -56,6 +58,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = build_callbacks(cfg.get("callbacks"))
     if not loggers:  # `logger=none`: nothing to send learning rates to (Lightning would refuse)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # hooks called without profiler contexts when none is configured (or Lightning's own)
+    if settings.lean_hooks:
+        hook_dispatch.install()
+    else:
+        hook_dispatch.uninstall()
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -68,6 +68,7 @@ def test_defaults_come_from_the_real_config(make_cfg) -> None:
         ({"channels_last": 1}, False, "runtime.channels_last"),
         ({"fused_optimizer": "auto"}, False, "runtime.fused_optimizer"),
         ({"flush_denormal": "yes"}, False, "runtime.flush_denormal"),
+        ({"lean_hooks": "on"}, False, "runtime.lean_hooks"),
         ({"compile_mode": "fast"}, False, "runtime.compile_mode"),
         ({"threads": 2}, False, "runtime.threads"),
         ({}, "yes", "compile="),

@@ -226,7 +226,8 @@ class ResumeCheckpoint(L.Callback):
             ):
                 # it would otherwise write last-v1.ckpt next to "someone else's" last.ckpt
                 callback.last_model_path = os.path.join(callback.dirpath, "last.ckpt")
-        trainer.save_checkpoint(path)
+        # the full state (optimiser, loops, callbacks): what an exact resume needs
+        trainer.save_checkpoint(path, weights_only=False)
         self._saved_step = trainer.global_step
 
     @staticmethod

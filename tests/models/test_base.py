@@ -23,6 +23,24 @@ def test_uint8_batches_become_unit_floats_on_device():
     assert labels.tolist() == [3]
 
 
+def test_tensor_batches_move_without_a_copy_when_already_there():
+    model = _model()
+    images, labels = torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.arange(4)
+    cpu = model.transfer_batch_to_device((images, labels), torch.device("cpu"), 0)
+    assert type(cpu) is tuple and cpu[0] is images and cpu[1] is labels  # same storage
+    # meta tensors have no data: the move cannot pass through the host; uint8 stays uint8
+    meta = model.transfer_batch_to_device([images, labels], torch.device("meta"), 0)
+    assert type(meta) is list and [t.device.type for t in meta] == ["meta", "meta"]
+    assert meta[0].dtype == torch.uint8 and meta[0].shape == images.shape
+
+
+def test_other_batches_take_lightnings_collection_walk():
+    model = _model()
+    batch = {"x": torch.zeros(2), "meta": ["a", "b"]}
+    moved = model.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["x"].device.type == "meta" and moved["meta"] == ["a", "b"]
+
+
 def test_target_is_the_clean_image():
     model = _model(noise=GaussianNoise(std=0.5))
     x = torch.full((8, 1, 28, 28), 0.5)

@@ -1,0 +1,177 @@
+"""The lean hook dispatch makes the same calls as Lightning's: the same hooks of the module, the
+strategy and every callback, in the same order, with the same ``_current_fx_name``, and so the
+same trained weights; Lightning's own functions run whenever a profiler is set or
+``runtime.lean_hooks=false``, and for a Lightning whose functions it does not mirror."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.trainer import call
+from omegaconf import open_dict
+
+from aelightning import hook_dispatch
+from aelightning.checkpoint import load_checkpoint
+from aelightning.train import train
+
+#: the module's and the strategy's hooks a fit goes through (each one recorded when called)
+MODULE_HOOKS = (
+    "on_fit_start",
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_batch_start",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "training_step",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "configure_gradient_clipping",
+    "optimizer_step",
+    "on_before_zero_grad",
+    "optimizer_zero_grad",
+    "on_train_batch_end",
+    "on_validation_epoch_start",
+    "validation_step",
+    "on_validation_epoch_end",
+    "on_train_epoch_end",
+    "on_save_checkpoint",
+    "on_fit_end",
+)
+STRATEGY_HOOKS = ("batch_to_device", "training_step", "validation_step", "backward")
+CALLBACK_HOOKS = (
+    "on_train_epoch_start",
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+    "on_validation_batch_end",
+    "on_train_epoch_end",
+)
+
+
+class HookRecorder(L.Callback):
+    """Records, in call order, every hook above with the module's ``_current_fx_name``.
+
+    The module's and the strategy's hooks are wrapped on the instances at ``setup`` (before
+    the fit loop starts); its own callback hooks are defined on the class, and one more is set
+    on the instance only (the dispatch must find those too).
+    """
+
+    calls: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        HookRecorder.calls = []
+        self._module = pl_module
+        for owner, obj, names in (
+            ("module", pl_module, MODULE_HOOKS),
+            ("strategy", trainer.strategy, STRATEGY_HOOKS),
+        ):
+            for name in names:
+                object.__setattr__(obj, name, self._recording(owner, name, getattr(obj, name)))
+        self.on_validation_epoch_end = functools.partial(self._record, "on_validation_epoch_end")
+
+    def _recording(self, owner: str, name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            module = self._module
+            HookRecorder.calls.append((owner, name, getattr(module, "_current_fx_name", None)))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    def _record(self, name: str, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any):
+        HookRecorder.calls.append(("callback", name, pl_module._current_fx_name))
+
+
+for _hook in CALLBACK_HOOKS:
+    setattr(
+        HookRecorder,
+        _hook,
+        lambda self, trainer, pl_module, *args, _name=_hook, **kw: self._record(
+            _name, trainer, pl_module
+        ),
+    )
+
+
+def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str | None]], dict]:
+    """Two short epochs with validation and checkpoints, in their own run dir."""
+    cfg = make_cfg(
+        "test=false",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "runtime.cpu_threads=1",
+        *overrides,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).parent / name)
+        cfg.callbacks.recorder = {"_target_": f"{__name__}.HookRecorder"}
+    train(cfg)
+    state = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    return list(HookRecorder.calls), state["state_dict"]
+
+
+def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(make_cfg):
+    lean_calls, lean_weights = _fit(make_cfg, "lean")
+    assert call._call_callback_hooks is hook_dispatch.call_callback_hooks  # it was in use
+    stock_calls, stock_weights = _fit(make_cfg, "stock", "runtime.lean_hooks=false")
+    assert call._call_callback_hooks is hook_dispatch.STOCK["_call_callback_hooks"]
+
+    assert lean_calls == stock_calls
+    recorded = {(owner, name) for owner, name, _ in stock_calls}
+    # every kind of hook was seen, each under its own name (callbacks and strategy inside)
+    expected = {
+        ("module", "training_step"),
+        ("strategy", "backward"),
+        ("callback", "on_before_optimizer_step"),
+        ("callback", "on_validation_epoch_end"),  # the instance's own hook
+    }
+    assert expected <= recorded
+    assert ("callback", "on_train_batch_end", "on_train_batch_end") in stock_calls
+    assert lean_weights.keys() == stock_weights.keys()
+    assert all(torch.equal(lean_weights[k], stock_weights[k]) for k in lean_weights)
+
+
+def test_a_profiler_gets_lightnings_dispatch_with_every_callback_named(make_cfg):
+    cfg = make_cfg(
+        "test=false",
+        "trainer.profiler={_target_:lightning.pytorch.profilers.SimpleProfiler,"
+        "dirpath:${paths.output_dir},filename:profile}",
+    )
+    train(cfg)
+    report = (Path(cfg.paths.output_dir) / "fit-profile.txt").read_text()
+    # Lightning's function profiles every callback, also those without the hook
+    assert "[Callback]ModelCheckpoint" in report and "on_train_batch_start" in report
+
+
+def test_an_unknown_lightning_is_left_as_it_is(monkeypatch):
+    hook_dispatch.uninstall()
+    changed = dict(hook_dispatch.STOCK_PARAMETERS, _call_strategy_hook=("trainer", "hook"))
+    monkeypatch.setattr(hook_dispatch, "STOCK_PARAMETERS", changed)
+    assert hook_dispatch.install() is False
+    assert all(getattr(call, n) is f for n, f in hook_dispatch.STOCK.items())
+    monkeypatch.undo()
+    assert hook_dispatch.install() is True
+    assert all(getattr(call, n) is f for n, f in hook_dispatch.REPLACEMENTS.items())
+
+
+@pytest.mark.parametrize("where", ["class", "instance", "none"])
+def test_callbacks_are_called_exactly_when_they_define_the_hook(where):
+    class Mine(L.Callback):
+        pass
+
+    if where == "class":
+        Mine.on_train_batch_end = lambda self, *a: None
+    mine = Mine()
+    if where == "instance":
+        mine.on_train_batch_end = lambda *a: None
+    assert hook_dispatch.defines_hook(mine, "on_train_batch_end") is (where != "none")
+    assert hook_dispatch.defines_hook(mine, "a_hook_callback_lacks")  # counts as its own
