@@ -170,3 +170,15 @@ def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
     assert all(r["bytes_per_image"] == r["c_h_w"] for r in scaling["memory"])
     assert {t["case"] for t in result["targets"]} == {"mlp-b32", "mlp-b256"}
     assert "## Throughput vs batch size" in (tmp_path / "bench.md").read_text()
+
+
+def test_memory_mapped_sets_are_told_from_ones_in_memory(tmp_path):
+    import numpy as np
+
+    from aelightning.bench.runner import _is_mmap
+
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((8, 3, 4, 4), np.uint8))
+    mapped = torch.from_numpy(np.load(path, mmap_mode="c"))  # as the image-folder cache
+    assert _is_mmap(mapped) and _is_mmap(mapped[2:])
+    assert not _is_mmap(mapped.clone()) and not _is_mmap(torch.zeros(8, 3, 4, 4))

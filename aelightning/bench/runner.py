@@ -297,11 +297,22 @@ def probe_memory(overrides: list[str], run_dir: str) -> dict[str, Any]:
 
 
 def _is_mmap(t: Tensor) -> bool:
-    """True when the tensor's memory is a file mapping (a cached image folder)."""
+    """True when the tensor's memory is a file mapping (a cached image folder).
+
+    Looked up in ``/proc/self/maps`` by address, since the cache is mapped by numpy and torch's
+    storage does not know it; where that file does not exist, torch's own file mappings.
+    """
     try:
-        return bool(t.untyped_storage().filename)
-    except (AttributeError, RuntimeError):
-        return False
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return bool(getattr(t.untyped_storage(), "filename", None))
+    address = t.data_ptr()
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if low <= address < high:
+            return len(fields) == 6 and fields[5].startswith("/")
+    return False
 
 
 def _ratio(a: float, b: float) -> float:
