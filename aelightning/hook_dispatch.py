@@ -52,9 +52,21 @@ def class_defines_hook(cls: type, hook_name: str) -> bool:
     return base is None or getattr(cls, hook_name, None) is not base
 
 
-def defines_hook(callback: Callback, hook_name: str) -> bool:
-    """Whether ``callback`` has its own ``hook_name``: its class's, or set on the instance."""
-    return class_defines_hook(type(callback), hook_name) or hook_name in callback.__dict__
+def callbacks_with_hook(
+    callbacks: list[Callback], hook_name: str, monitoring_callbacks: bool | None = None
+) -> list[Callback]:
+    """The callbacks that have their own ``hook_name`` (their class's, or set on the
+    instance), in order; ``monitoring_callbacks`` True keeps only early stopping and
+    checkpoints, False all but them (Lightning's two filters)."""
+    return [
+        cb
+        for cb in callbacks
+        if (class_defines_hook(type(cb), hook_name) or hook_name in cb.__dict__)
+        and (
+            monitoring_callbacks is None
+            or isinstance(cb, (EarlyStopping, Checkpoint)) == monitoring_callbacks
+        )
+    ]
 
 
 def call_callback_hooks(
@@ -70,18 +82,7 @@ def call_callback_hooks(
             trainer, hook_name, *args, monitoring_callbacks=monitoring_callbacks, **kwargs
         )
         return
-    # defines_hook, inlined: this runs ~10 times a step
-    callbacks = [
-        cb
-        for cb in trainer.callbacks
-        if class_defines_hook(type(cb), hook_name) or hook_name in cb.__dict__
-    ]
-    if monitoring_callbacks is not None:  # True: only these two kinds; False: all but them
-        callbacks = [
-            cb
-            for cb in callbacks
-            if isinstance(cb, (EarlyStopping, Checkpoint)) == monitoring_callbacks
-        ]
+    callbacks = callbacks_with_hook(trainer.callbacks, hook_name, monitoring_callbacks)
     if not callbacks:
         return
     pl_module = trainer.lightning_module

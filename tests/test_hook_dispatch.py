@@ -173,5 +173,21 @@ def test_callbacks_are_called_exactly_when_they_define_the_hook(where):
     mine = Mine()
     if where == "instance":
         mine.on_train_batch_end = lambda *a: None
-    assert hook_dispatch.defines_hook(mine, "on_train_batch_end") is (where != "none")
-    assert hook_dispatch.defines_hook(mine, "a_hook_callback_lacks")  # counts as its own
+    with_hook = hook_dispatch.callbacks_with_hook([mine], "on_train_batch_end")
+    assert (with_hook == [mine]) is (where != "none")
+    # a hook Callback lacks counts as its own
+    assert hook_dispatch.callbacks_with_hook([mine], "a_hook_callback_lacks") == [mine]
+
+
+def test_monitoring_callbacks_are_lightnings_two_kinds():
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    class Plain(L.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            pass
+
+    kinds = [ModelCheckpoint(), Plain(), EarlyStopping(monitor="val/loss")]
+    hook = "on_validation_end"  # all three define it
+    assert hook_dispatch.callbacks_with_hook(kinds, hook) == kinds
+    assert hook_dispatch.callbacks_with_hook(kinds, hook, True) == [kinds[0], kinds[2]]
+    assert hook_dispatch.callbacks_with_hook(kinds, hook, False) == [kinds[1]]

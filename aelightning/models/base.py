@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import _BLOCKING_DEVICE_TYPES
 from torch import Tensor
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -37,9 +38,6 @@ warnings.filterwarnings(
     message="You have overridden `(on_after_batch_transfer|transfer_batch_to_device)` in "
     "`LightningModule`",
 )
-
-#: device types Lightning copies to without ``non_blocking`` (as ``move_data_to_device``)
-BLOCKING_DEVICE_TYPES = ("cpu", "mps")
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler | None]
@@ -205,7 +203,7 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
         returned as it is, no copy. Lightning's generic walk over the collection does the same
         in ~100 Python calls per step; any other batch still takes it."""
         if type(batch) in (tuple, list) and all(type(t) is Tensor for t in batch):
-            non_blocking = device.type not in BLOCKING_DEVICE_TYPES
+            non_blocking = device.type not in _BLOCKING_DEVICE_TYPES  # as Lightning's
             return type(batch)(t.to(device, non_blocking=non_blocking) for t in batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
