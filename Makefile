@@ -32,13 +32,13 @@ test-slow: install ## run only the slow tests
 	$(BIN)/python -m pytest -m slow $(ARGS)
 
 reproduce: install ## train + evaluate the README's experiments on full MNIST (data/MNIST/raw or download)
-	$(BIN)/python -m aelightning.reproduce $(ARGS)
+	$(BIN)/python -m aelightning.cli.reproduce $(ARGS)
 
 reproduce-quick: install ## the same pipeline on the bundled sample with tiny budgets (minutes)
-	$(BIN)/python -m aelightning.reproduce --quick $(ARGS)
+	$(BIN)/python -m aelightning.cli.reproduce --quick $(ARGS)
 
 bench: install ## framework vs the seeds' loop vs the in-memory limit -> outputs/bench/ (ARGS="--quick", "--data-dir DIR")
-	$(BIN)/python -m aelightning.bench $(ARGS)
+	$(BIN)/python -m benchmarks $(ARGS)
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -1,3 +1,15 @@
-"""aelightning: autoencoder experiments with PyTorch Lightning and Hydra."""
+"""aelightning: autoencoder experiments with PyTorch Lightning and Hydra.
+
+Where things live (each subpackage's docstring says how to add to it):
+
+- ``models/``      objectives (LightningModules with their own loss), noise, LR schedules
+- ``nets/``        architectures (plain ``nn.Module``\\ s), chosen independently of the objective
+- ``data/``        LightningDataModules: MNIST / Fashion-MNIST and folders of images
+- ``callbacks/``   Lightning callbacks used during training (figures, resume, divergence guard)
+- ``evaluation/``  metrics, likelihood, probes and figures of a trained model
+- ``checkpointing/`` atomic saves, safe loading, rebuilding a model, resume resolution
+- ``runtime/``     speed settings, thread choice and every patch of Lightning's internals
+- ``cli/``         the ``ae-*`` entry points and what they print and write
+"""
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """``python -m aelightning`` is ``ae-train``."""
 
-from aelightning.train import main
+from aelightning.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -14,9 +14,9 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from aelightning import bench
+import benchmarks as bench
 from aelightning.builders import build_model
-from aelightning.train import train
+from aelightning.cli.train import train
 from tests.conftest import ROOT
 
 
@@ -62,7 +62,7 @@ def test_limit_loop_trains_and_splits_its_time(make_cfg, sample_source):
 def test_seeds_loop_runs_apart_with_torch_defaults(make_cfg, tmp_path, sample_source):
     """(b) trains in a fresh process with denormals not flushed in it, though this process
     flushes them, and with this process's number of threads."""
-    from aelightning.runtime import flush_denormals
+    from aelightning.runtime.settings import flush_denormals
 
     data = bench.prepare_mnist(tmp_path, sample_source, n=256, seed=0)
     cfg = make_cfg("data.batch_size=64")
@@ -94,7 +94,7 @@ def test_epoch_clock_times_a_real_fit(make_cfg, tmp_path):
     out = tmp_path / "clock.json"
     with open_dict(cfg):
         cfg.callbacks.bench_clock = {
-            "_target_": "aelightning.bench.EpochClock",
+            "_target_": "benchmarks.EpochClock",
             "out": str(out),
             "profile": True,
         }
@@ -153,7 +153,7 @@ def test_quick_bench_writes_json_and_table(tmp_path):
 @pytest.mark.slow
 def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "aelightning.bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -175,7 +175,7 @@ def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
 def test_memory_mapped_sets_are_told_from_ones_in_memory(tmp_path):
     import numpy as np
 
-    from aelightning.bench.runner import _is_mmap
+    from benchmarks.runner import _is_mmap
 
     path = tmp_path / "images.npy"
     np.save(path, np.zeros((8, 3, 4, 4), np.uint8))

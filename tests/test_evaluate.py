@@ -16,14 +16,14 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from aelightning import analysis
 from aelightning.builders import build_datamodule
-from aelightning.checkpoint import load_model_from_checkpoint
+from aelightning.checkpointing.atomic import read_json
+from aelightning.checkpointing.checkpoint import load_model_from_checkpoint
+from aelightning.cli.evaluate import evaluate
+from aelightning.cli.train import train
 from aelightning.errors import CheckpointError, ConfigError
-from aelightning.evaluate import evaluate
-from aelightning.io import read_json
-from aelightning.likelihood import likelihood_metrics
-from aelightning.train import train
+from aelightning.evaluation import analysis
+from aelightning.evaluation.likelihood import likelihood_metrics
 from tests.conftest import ROOT, TINY, compose_config
 from tests.tbutil import read_events, scalar_values
 from tests.test_plots import assert_png_with_content
@@ -235,7 +235,7 @@ def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "aelightning.evaluate",
+            "aelightning.cli.evaluate",
             f"ckpt_path={tmp_path / 'missing.ckpt'}",
             f"hydra.run.dir={tmp_path / 'eval'}",
         ],

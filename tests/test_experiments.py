@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aelightning.train import train
+from aelightning.cli.train import train
 from tests.conftest import CONF_DIR, TINY
 from tests.data.image_files import write_crops
 

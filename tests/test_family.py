@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from aelightning.builders import build_model
-from aelightning.cli import find_user_error
+from aelightning.cli.reporting import find_user_error
+from aelightning.cli.train import train
 from aelightning.errors import ConfigError
-from aelightning.train import train
 from tests.tbutil import read_events, scalar_values
 
 OBJECTIVES = ("ae", "dae", "sparse", "dropout", "contractive", "vae", "aae")

@@ -15,9 +15,9 @@ import torch
 from lightning.pytorch.trainer import call
 from omegaconf import open_dict
 
-from aelightning import hook_dispatch
-from aelightning.checkpoint import load_checkpoint
-from aelightning.train import train
+from aelightning.checkpointing.checkpoint import load_checkpoint
+from aelightning.cli.train import train
+from aelightning.runtime import hook_dispatch
 
 #: the module's and the strategy's hooks a fit goes through (each one recorded when called)
 MODULE_HOOKS = (

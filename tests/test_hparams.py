@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from aelightning.hparams import log_hparams
+from aelightning.cli.hparams import log_hparams
 
 
 def test_a_non_zero_rank_writes_no_hparams_and_does_not_fail(tmp_path, monkeypatch):

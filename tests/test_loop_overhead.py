@@ -13,8 +13,8 @@ from omegaconf import open_dict
 from torch import nn
 
 from aelightning.builders import build_model
-from aelightning.loop_overhead import NoProfiler, PlainAttributes
-from aelightning.train import train
+from aelightning.cli.train import train
+from aelightning.runtime.loop_overhead import NoProfiler, PlainAttributes
 
 
 class ProfilerSpy(L.Callback):

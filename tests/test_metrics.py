@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.metrics import per_image_bce, per_image_mse, psnr, ssim
+from aelightning.evaluation.metrics import per_image_bce, per_image_mse, psnr, ssim
 
 C1, C2 = 0.01**2, 0.03**2  # SSIM constants for data_range 1
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aelightning.errors import ConfigError
-from aelightning.noise import GaussianNoise, MaskingNoise, NoNoise, SaltPepperNoise
+from aelightning.models.noise import GaussianNoise, MaskingNoise, NoNoise, SaltPepperNoise
 
 
 @pytest.fixture

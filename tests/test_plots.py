@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from aelightning import plots
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.history import TrainingHistory, find_event_dir
+from aelightning.evaluation import plots
+from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from tests.tbutil import read_events
 
 

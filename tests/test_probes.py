@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelightning import analysis, probes
 from aelightning.builders import build_datamodule
-from aelightning.checkpoint import load_model_from_checkpoint
+from aelightning.checkpointing.checkpoint import load_model_from_checkpoint
+from aelightning.cli.train import train
 from aelightning.errors import ConfigError
-from aelightning.train import train
+from aelightning.evaluation import analysis, probes
 
 
 def test_probes_beat_chance_on_codes_of_a_briefly_trained_model(make_cfg):

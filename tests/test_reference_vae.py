@@ -9,7 +9,7 @@ from torch.distributions import Normal, kl_divergence
 
 from aelightning.builders import build_model
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.reference.pytorch_vae import VAE, loss_function, run
+from benchmarks.reference_vae import VAE, loss_function, run
 
 
 def test_the_example_model_is_784_400_20():
@@ -49,7 +49,7 @@ def test_one_epoch_on_real_digits_gives_a_plausible_negative_elbo():
 def test_reference_can_train_on_exactly_the_frameworks_split(tmp_path):
     from aelightning.data.idx import write_idx
     from aelightning.data.mnist import MNISTDataModule
-    from aelightning.reference.pytorch_vae import load_images
+    from benchmarks.reference_vae import load_images
 
     images, labels = load_mnist_sample()  # real digits written as IDX files
     raw = tmp_path / "MNIST" / "raw"

@@ -19,16 +19,16 @@ from omegaconf import DictConfig
 
 from aelightning.builders import build_datamodule
 from aelightning.callbacks.resume import collect_rng_state, restore_rng_state
-from aelightning.checkpoint import (
+from aelightning.checkpointing.checkpoint import (
     AtomicCheckpointIO,
     find_last_checkpoint,
     load_checkpoint,
     load_model_from_checkpoint,
 )
-from aelightning.cli import run_reporting_errors
+from aelightning.cli.reporting import run_reporting_errors
+from aelightning.cli.train import train
 from aelightning.data.mnist import load_mnist_sample
 from aelightning.errors import CheckpointError
-from aelightning.train import train
 from tests.conftest import ROOT, TINY, compose_config
 
 
@@ -118,7 +118,7 @@ def test_sigkill_in_the_middle_of_a_save_leaves_the_previous_checkpoint(tmp_path
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from aelightning.checkpoint import AtomicCheckpointIO
+        from aelightning.checkpointing.checkpoint import AtomicCheckpointIO
         io, path = AtomicCheckpointIO(), {str(tmp_path / "last.ckpt")!r}
         io.save_checkpoint({{"global_step": 1, "state_dict": {{"w": torch.ones(3)}}}}, path)
         def dying_save(obj, f, *args, **kwargs):
@@ -138,7 +138,7 @@ def test_sigkill_in_the_middle_of_a_save_leaves_the_previous_checkpoint(tmp_path
 
 
 def test_training_saves_through_the_atomic_io(make_cfg, monkeypatch):
-    import aelightning.checkpoint as checkpoint
+    import aelightning.checkpointing.checkpoint as checkpoint
 
     saved: list[str] = []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aelightning import reproduce
+from aelightning.cli import reproduce
 from aelightning.errors import DataError
 
 README = f"""# project

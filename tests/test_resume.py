@@ -15,10 +15,10 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from aelightning.checkpoint import load_checkpoint
-from aelightning.cli import run_reporting_errors
+from aelightning.checkpointing.checkpoint import load_checkpoint
+from aelightning.cli.reporting import run_reporting_errors
+from aelightning.cli.train import train
 from aelightning.errors import CheckpointError
-from aelightning.train import train
 from tests.conftest import ROOT, TINY, compose_config
 
 

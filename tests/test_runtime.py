@@ -17,21 +17,20 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from aelightning.builders import build_model
 from aelightning.callbacks.progress import ThrottledRichProgressBar
+from aelightning.cli.train import train
 from aelightning.data.mnist import MNISTDataModule
 from aelightning.errors import ConfigError
 from aelightning.nets.conv import ConvNet
-from aelightning.runtime import (
+from aelightning.runtime.cpus import auto_cpu_threads, available_cpus
+from aelightning.runtime.settings import (
     PreferFused,
     RuntimeSettings,
-    auto_cpu_threads,
-    available_cpus,
     compile_in_place,
     configure_model,
     configure_process,
     skip_nvml_check,
     wants_fused,
 )
-from aelightning.train import train
 from tests.conftest import ROOT
 
 
@@ -271,7 +270,7 @@ DENORMAL_CHECK = """
 import sys
 import numpy as np
 import torch
-from aelightning.runtime import RuntimeSettings, configure_early, configure_process
+from aelightning.runtime.settings import RuntimeSettings, configure_early, configure_process
 
 if sys.argv[1] == "early":
     configure_early(RuntimeSettings())  # what train() and the bench do first

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aelightning.errors import ConfigError
-from aelightning.schedulers import step_decay, warmup_cosine
+from aelightning.models.schedulers import step_decay, warmup_cosine
 
 
 def _lrs(factory, steps: int, **kwargs) -> list[float]:
@@ -38,7 +38,7 @@ def test_bad_warmup():
 
 
 def test_constant_keeps_the_base_lr():
-    from aelightning.schedulers import constant
+    from aelightning.models.schedulers import constant
 
     assert _lrs(constant, 20) == [1.0] * 20
 

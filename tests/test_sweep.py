@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aelightning import runtime
+from aelightning.runtime import cpus as runtime
 from tests.conftest import compose_config
 from tests.helpers import run_cli
 

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from aelightning.builders import build_model
-from aelightning.train import train
+from aelightning.cli.train import train
 from tests.conftest import ROOT
 from tests.tbutil import read_events, scalar_values
 
@@ -122,7 +122,7 @@ def test_unknown_group_option_lists_the_choices(tmp_path):
     ],
 )
 def test_user_errors_are_reported_without_traceback(make_cfg, capsys, overrides, message):
-    from aelightning.cli import run_reporting_errors
+    from aelightning.cli.reporting import run_reporting_errors
 
     cfg = make_cfg(*overrides)
     with pytest.raises(SystemExit) as exit_info:

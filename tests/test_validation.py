@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelightning.cli import run_reporting_errors
+from aelightning.cli.reporting import run_reporting_errors
+from aelightning.cli.train import train
 from aelightning.data.idx import IDX_FILES, write_idx
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.train import train
 
 #: (id, overrides, text the one-line message must contain: the key as the user types it)
 CASES = [

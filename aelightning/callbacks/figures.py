@@ -2,9 +2,10 @@
 
 Each validation epoch: a map of the validation codes (the direct scatter for codes of at most
 3 numbers, else PCA), so TensorBoard's slider shows the code space taking shape. At the end of
-training: the whole gallery of :mod:`aelightning.gallery` on the test split (reconstructions,
-loss and learning-rate curves, code maps with t-SNE, samples, interpolation, manifold, noise
-curve). Skipped under ``fast_dev_run`` (a smoke test), like Lightning's own logging callbacks.
+training: the whole gallery of :mod:`aelightning.evaluation.gallery` on the test split
+(reconstructions, loss and learning-rate curves, code maps with t-SNE, samples, interpolation,
+manifold, noise curve). Skipped under ``fast_dev_run`` (a smoke test), like Lightning's own
+logging callbacks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aelightning import analysis
-from aelightning.gallery import GalleryOptions, class_names_of, code_figures, render_gallery
-from aelightning.history import TrainingHistory
+from aelightning.evaluation import analysis
+from aelightning.evaluation.gallery import (
+    GalleryOptions,
+    class_names_of,
+    code_figures,
+    render_gallery,
+)
+from aelightning.evaluation.history import TrainingHistory
+from aelightning.evaluation.plots import FigureSink
 from aelightning.models.base import AutoencoderModule
-from aelightning.plots import FigureSink
 
 log = logging.getLogger("aelightning")
 
@@ -45,7 +51,7 @@ class TrainingFigures(L.Callback):
             defaults), a list, or null to skip it.
         noise_images: test images per noise level.
         batch_size: images per forward pass while drawing.
-        **gallery: :class:`~aelightning.gallery.GalleryOptions` (max_points, tsne_points, ...).
+        **gallery: :class:`~aelightning.evaluation.gallery.GalleryOptions` (max_points, ...).
     """
 
     def __init__(

@@ -31,6 +31,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from aelightning.runtime.cpus import available_cpus
+
 #: how an image becomes square: crop the centre square, or squeeze the whole image
 RESIZE_MODES = ("center_crop", "stretch")
 #: bumped whenever decoding changes, so that caches written by an older version are not reused
@@ -117,14 +119,6 @@ def decode_chunk(
     finally:
         del out
     return errors
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

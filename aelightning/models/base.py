@@ -24,10 +24,10 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from aelightning.errors import ConfigError, check
-from aelightning.loop_overhead import PlainAttributes
-from aelightning.metrics import per_image_mse, psnr
+from aelightning.evaluation.metrics import per_image_mse, psnr
+from aelightning.models.noise import Noise, NoNoise
 from aelightning.nets.base import AutoencoderNet
-from aelightning.noise import Noise, NoNoise
+from aelightning.runtime.loop_overhead import PlainAttributes
 
 RECON_LOSSES = ("mse", "bce")
 
@@ -328,7 +328,7 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["aelightning_config"] = self.run_config
-        # with the config, enough to rebuild the model (aelightning.checkpoint)
+        # with the config, enough to rebuild the model (aelightning.checkpointing.checkpoint)
         checkpoint["aelightning_input_shape"] = list(self.net.input_shape)
         # a run resumed from a mid-epoch save goes on with that epoch's mean
         total = self._epoch_loss_restored

@@ -376,8 +376,8 @@ def test_config_knows_dims_without_loading(make_cfg, tmp_path: Path) -> None:
 
 
 def test_missing_root_is_one_sentence_and_exit_1(make_cfg, tmp_path: Path, capsys) -> None:
-    from aelightning.cli import run_reporting_errors
-    from aelightning.train import train
+    from aelightning.cli.reporting import run_reporting_errors
+    from aelightning.cli.train import train
 
     cfg = make_cfg("data=anime", f"data.root={tmp_path / 'nowhere'}", *QUIET, tiny=False)
     with pytest.raises(SystemExit) as exc:
@@ -392,7 +392,7 @@ def test_missing_root_is_one_sentence_and_exit_1(make_cfg, tmp_path: Path, capsy
     "net", [["net=conv", "data.image_size=16"], ["net=vgg13", "net.base_width=4"]]
 )
 def test_fast_dev_run_on_the_image_folder(make_cfg, mixed, net: list[str]) -> None:
-    from aelightning.train import train
+    from aelightning.cli.train import train
 
     root, good = mixed
     cfg = make_cfg(

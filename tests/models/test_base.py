@@ -6,8 +6,8 @@ import torch
 
 from aelightning.errors import ConfigError
 from aelightning.models.ae import Autoencoder
+from aelightning.models.noise import GaussianNoise
 from aelightning.nets.mlp import MLPNet
-from aelightning.noise import GaussianNoise
 
 
 def _model(**kwargs) -> Autoencoder:

@@ -10,6 +10,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from aelightning.builders import build_datamodule, build_model
+from aelightning.cli.train import train
 from aelightning.errors import ConfigError
 from aelightning.models.aae import AdversarialAutoencoder
 from aelightning.models.contractive import ContractiveAutoencoder, jacobian_sq_norm
@@ -18,7 +19,6 @@ from aelightning.models.vae import VariationalAutoencoder, gaussian_posterior
 from aelightning.nets.conv import ConvNet
 from aelightning.nets.mlp import MLPNet
 from aelightning.nets.vgg import SegNetVGG
-from aelightning.train import train
 from tests.conftest import bare_trainer
 from tests.tbutil import read_events, scalar_values
 

@@ -20,7 +20,13 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from aelightning.bench.cases import (
+from aelightning.runtime.settings import (
+    RuntimeSettings,
+    configure_early,
+    configure_model,
+    configure_process,
+)
+from benchmarks.cases import (
     CASES,
     LETTER,
     METHODS,
@@ -29,29 +35,23 @@ from aelightning.bench.cases import (
     case_available,
     compose_train_config,
 )
-from aelightning.bench.clock import framework_parts
-from aelightning.bench.data import (
+from benchmarks.clock import framework_parts
+from benchmarks.data import (
     BenchData,
     mnist_source,
     prepare_anime,
     prepare_mnist,
     write_standin_faces,
 )
-from aelightning.bench.measure import Run, rss_mb
-from aelightning.bench.report import check_targets, environment, markdown
-from aelightning.bench.ways import (
+from benchmarks.measure import Run, rss_mb
+from benchmarks.report import check_targets, environment, markdown
+from benchmarks.ways import (
     TORCH_DEFAULTS,
     SeedsJob,
     autocast_dtype_for,
     run_framework,
     run_limit,
     run_seeds_apart,
-)
-from aelightning.runtime import (
-    RuntimeSettings,
-    configure_early,
-    configure_model,
-    configure_process,
 )
 
 
@@ -67,7 +67,7 @@ class Options:
     scaling: bool
     cases: tuple[str, ...]
     cpu_threads: int | None = None
-    command: str = "python -m aelightning.bench"
+    command: str = "python -m benchmarks"
 
 
 class Bench:

@@ -1,4 +1,4 @@
-"""``python -m aelightning.bench``: options in, ``bench.json`` and ``bench.md`` out."""
+"""``python -m benchmarks``: options in, ``bench.json`` and ``bench.md`` out."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from typing import Any
 
 import torch
 
-from aelightning.bench.cases import CASES, FULL, QUICK
-from aelightning.bench.report import markdown
-from aelightning.bench.runner import Options, run
-from aelightning.runtime import auto_cpu_threads
+from aelightning.runtime.settings import auto_cpu_threads
+from benchmarks.cases import CASES, FULL, QUICK
+from benchmarks.report import markdown
+from benchmarks.runner import Options, run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m aelightning.bench",
+        prog="python -m benchmarks",
         description="Framework vs the seeds' loop vs the in-memory limit; writes bench.json "
         "and bench.md.",
     )
@@ -86,7 +86,7 @@ def options_from(args: argparse.Namespace, argv: list[str]) -> Options:
         scaling=not args.no_scaling,
         cases=names,
         cpu_threads=threads,
-        command=" ".join(["python -m aelightning.bench", *argv]),
+        command=" ".join(["python -m benchmarks", *argv]),
     )
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aelightning.checkpointing.atomic import read_json, write_text_atomic
 from aelightning.data.idx import find_idx_files
 from aelightning.errors import DataError
-from aelightning.io import read_json, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def run_experiment(exp: Experiment, out: Path, data: list[str], quick: bool) -> 
     ckpt = trained.get("best_checkpoint") or str(run_dir / "checkpoints" / "last.ckpt")
     eval_s = _run(
         [
-            "aelightning.evaluate",
+            "aelightning.cli.evaluate",
             f"ckpt_path={ckpt}",
             f"hydra.run.dir={eval_dir}",
             *(QUICK_EVAL if quick else ()),

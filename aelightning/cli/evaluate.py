@@ -23,20 +23,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from aelightning import analysis, probes
 from aelightning.builders import build_datamodule
-from aelightning.callbacks.projector import write_projector
-from aelightning.checkpoint import CONFIG_KEY, load_checkpoint, rebuild_model
-from aelightning.cli import run_reporting_errors
+from aelightning.checkpointing.atomic import write_json
+from aelightning.checkpointing.checkpoint import CONFIG_KEY, load_checkpoint, rebuild_model
+from aelightning.cli.hparams import flatten_config
+from aelightning.cli.reporting import run_reporting_errors
+from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
-from aelightning.gallery import GalleryOptions, class_names_of, render_gallery
-from aelightning.history import TrainingHistory, find_event_dir
-from aelightning.hparams import flatten_config
-from aelightning.io import write_json
-from aelightning.likelihood import likelihood_metrics, supports_likelihood
+from aelightning.evaluation import analysis, probes
+from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
+from aelightning.evaluation.history import TrainingHistory, find_event_dir
+from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
+from aelightning.evaluation.plots import FigureSink
+from aelightning.evaluation.projector import write_projector
 from aelightning.models.base import AutoencoderModule
-from aelightning.plots import FigureSink
-from aelightning.train import CONFIG_DIR
 
 log = logging.getLogger("aelightning")
 

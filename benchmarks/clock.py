@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from aelightning.bench.measure import CallCounter, sync
+from benchmarks.measure import CallCounter, sync
 
 
 class EpochClock(L.Callback):

@@ -15,9 +15,9 @@ from typing import Any
 import lightning as L
 from torch import Tensor
 
-from aelightning import analysis
 from aelightning.callbacks.figures import tensorboard_writer
-from aelightning.gallery import class_names_of
+from aelightning.evaluation import analysis
+from aelightning.evaluation.gallery import class_names_of
 from aelightning.models.base import AutoencoderModule
 
 log = logging.getLogger("aelightning")

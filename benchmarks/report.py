@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from aelightning.bench.cases import LETTER, METHODS
+from benchmarks.cases import LETTER, METHODS
 
 #: Targets of issue 7 (reported, not asserted): (case, ratio, minimum)
 TARGETS = (("mlp-b32", "a/b", 2.0), ("mlp-b256", "a/b", 2.0), ("mlp-b256", "a/c", 0.85))

@@ -18,16 +18,16 @@ The first epoch of every run is warm-up and not timed. A profiler run per case s
 into data / forward / backward / optimiser / framework overhead. Scaling tables: throughput vs
 batch size and vs image size, memory vs dataset size. Output: ``bench.json`` and ``bench.md``.
 
-Run ``python -m aelightning.bench --help``; ``--quick`` is the small version the tests use.
+Run ``python -m benchmarks --help``; ``--quick`` is the small version the tests use.
 """
 
-from aelightning.bench.cases import CASES, FULL, LETTER, METHODS, QUICK, Case, Plan
-from aelightning.bench.cli import main, options_from, parse_args
-from aelightning.bench.clock import EpochClock, framework_parts
-from aelightning.bench.data import BenchData, mnist_source, prepare_mnist, tile
-from aelightning.bench.measure import Run
-from aelightning.bench.runner import Bench, Options, run
-from aelightning.bench.ways import (
+from benchmarks.cases import CASES, FULL, LETTER, METHODS, QUICK, Case, Plan
+from benchmarks.cli import main, options_from, parse_args
+from benchmarks.clock import EpochClock, framework_parts
+from benchmarks.data import BenchData, mnist_source, prepare_mnist, tile
+from benchmarks.measure import Run
+from benchmarks.runner import Bench, Options, run
+from benchmarks.ways import (
     SeedsJob,
     run_framework,
     run_limit,

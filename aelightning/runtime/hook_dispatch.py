@@ -12,7 +12,7 @@ methods.
 :func:`install` replaces the three with versions that do the same calls in the same order,
 with the same arguments and ``_current_fx_name``, minus the profiler contexts and debug
 messages and minus the callbacks that do not define the hook. They do so only while the
-trainer's profiler is :class:`~aelightning.loop_overhead.NoProfiler` (``train`` gives it one
+trainer's profiler is :class:`~aelightning.runtime.loop_overhead.NoProfiler` (``train`` gives it one
 when ``trainer.profiler`` is null); with any other profiler Lightning's own functions run, so
 a profile still names every hook. Installing is all or nothing and is skipped for a Lightning
 whose functions take other parameters than the ones mirrored here.
@@ -29,7 +29,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from lightning.pytorch.trainer import call
 
-from aelightning.loop_overhead import NoProfiler
+from aelightning.runtime.loop_overhead import NoProfiler
 
 #: Lightning's own functions, and the parameters the replacements mirror
 STOCK: dict[str, Callable[..., Any]] = {

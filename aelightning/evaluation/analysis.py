@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from aelightning.errors import ConfigError
-from aelightning.metrics import per_image_bce, per_image_mse, psnr, ssim
+from aelightning.evaluation.metrics import per_image_bce, per_image_mse, psnr, ssim
 from aelightning.models.base import AutoencoderModule
-from aelightning.noise import Noise
+from aelightning.models.noise import Noise
 
 #: the attribute that holds a corruption's strength, by noise type (std or probability)
 NOISE_LEVEL_ATTRS = ("std", "p")

@@ -10,7 +10,7 @@ Each of those hooks also sets ``pl_module._current_fx_name`` twice, through
 ``nn.Module.__setattr__``, which checks whether the value is a parameter, buffer or submodule
 (eight Python calls). :class:`PlainAttributes` lets a module name attributes that never are.
 
-How Lightning calls the hooks themselves is :mod:`aelightning.hook_dispatch`.
+How Lightning calls the hooks themselves is :mod:`aelightning.runtime.hook_dispatch`.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 
-from aelightning.bench.cases import Case
-from aelightning.bench.data import BenchData
-from aelightning.bench.measure import CallCounter, Laps, PeakMemory, Run, sync
+from benchmarks.cases import Case
+from benchmarks.data import BenchData
+from benchmarks.measure import CallCounter, Laps, PeakMemory, Run, sync
 
 
 def run_framework(
@@ -31,12 +31,12 @@ def run_framework(
 ) -> Run:
     """One ``train(cfg)`` (fit only; ``cfg`` writes into ``run_dir``) with the epoch clock
     added as a callback."""
-    from aelightning.train import train
+    from aelightning.cli.train import train
 
     clock_file = run_dir / "clock.json"
     with open_dict(cfg):
         cfg.callbacks.bench_clock = {
-            "_target_": "aelightning.bench.clock.EpochClock",
+            "_target_": "benchmarks.clock.EpochClock",
             "out": str(clock_file),
             "profile": profile,
             "count_calls": count_calls,
@@ -244,7 +244,7 @@ class SeedsJob:
         from hydra.core.hydra_config import HydraConfig
 
         from aelightning.builders import build_model
-        from aelightning.runtime import skip_nvml_check
+        from aelightning.runtime.settings import skip_nvml_check
 
         skip_nvml_check()  # importing Lightning set it; a plain script does not (see runtime)
         HydraConfig().set_config(self.cfg)

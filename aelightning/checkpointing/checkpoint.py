@@ -185,12 +185,39 @@ def load_model_from_checkpoint(
     return rebuild_model(checkpoint, OmegaConf.create(config), shape, path)
 
 
+#: modules that moved since a checkpoint's config was written (old prefix -> new prefix)
+MOVED_TARGETS = {
+    "aelightning.noise.": "aelightning.models.noise.",
+    "aelightning.schedulers.": "aelightning.models.schedulers.",
+}
+
+
+def current_targets(config: Any) -> Any:
+    """``config`` with every ``_target_`` of a moved module renamed, so that checkpoints written
+    before the package was reorganised still rebuild."""
+    if isinstance(config, Mapping):
+        return {key: current_targets(value) for key, value in config.items()} | (
+            {"_target_": _renamed(config["_target_"])} if "_target_" in config else {}
+        )
+    if isinstance(config, list):
+        return [current_targets(value) for value in config]
+    return config
+
+
+def _renamed(target: Any) -> Any:
+    for old, new in MOVED_TARGETS.items():
+        if isinstance(target, str) and target.startswith(old):
+            return new + target[len(old) :]
+    return target
+
+
 def rebuild_model(
     checkpoint: dict[str, Any], config: DictConfig, input_shape: Sequence[int], path: _PATH
 ) -> Any:
     """Build the model ``config`` describes and load the checkpoint's weights into it."""
     from aelightning.builders import build_model  # builders imports the models: keep lazy
 
+    config = OmegaConf.create(current_targets(OmegaConf.to_container(config)))
     model = build_model(config, tuple(int(s) for s in input_shape))
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from aelightning.train import CONFIG_DIR
+from aelightning.config import CONFIG_DIR
 
 #: the three ways, in the order they alternate; (a), (b), (c) in the tables
 METHODS = ("framework", "seeds", "limit")

@@ -1,7 +1,7 @@
 """How useful a code is beyond reconstruction: linear probe, k-NN and anomaly detection.
 
 All three take codes or scores already computed (CPU tensors or arrays) and never call a
-model; :mod:`aelightning.analysis` produces the inputs.
+model; :mod:`aelightning.evaluation.analysis` produces the inputs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-from aelightning.analysis import single_threaded_sklearn
 from aelightning.errors import ConfigError
+from aelightning.evaluation.analysis import single_threaded_sklearn
 
 
 def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:

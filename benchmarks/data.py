@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aelightning.bench.cases import compose_train_config
+from benchmarks.cases import compose_train_config
 
 
 @dataclass

@@ -21,8 +21,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from aelightning.cli import find_user_error
-from aelightning.io import read_json, write_json, write_text_atomic
+from aelightning.checkpointing.atomic import read_json, write_json, write_text_atomic
+from aelightning.cli.reporting import find_user_error
 
 log = logging.getLogger("aelightning")
 

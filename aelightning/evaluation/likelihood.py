@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from aelightning.analysis import batches, inference
 from aelightning.errors import ConfigError
+from aelightning.evaluation.analysis import batches, inference
 from aelightning.models.vae import kl_to_standard_normal
 
 #: decoder passes per chunk (images x samples) so that k=100 does not hold 100 batches at once

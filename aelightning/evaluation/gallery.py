@@ -16,9 +16,9 @@ from typing import Any
 
 from torch import Tensor
 
-from aelightning import analysis, plots
 from aelightning.errors import ConfigError
-from aelightning.history import TrainingHistory
+from aelightning.evaluation import analysis, plots
+from aelightning.evaluation.history import TrainingHistory
 from aelightning.models.base import AutoencoderModule
 
 log = logging.getLogger("aelightning")

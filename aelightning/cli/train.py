@@ -17,24 +17,22 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from aelightning import hook_dispatch
 from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
 from aelightning.callbacks.resume import interrupted_error
-from aelightning.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
-from aelightning.cli import run_reporting_errors
-from aelightning.hparams import log_hparams
-from aelightning.io import write_json
-from aelightning.loop_overhead import profiler_override
-from aelightning.runtime import RuntimeSettings, configure_early, configure_runtime
-from aelightning.summary import print_summary
+from aelightning.checkpointing.atomic import write_json
+from aelightning.checkpointing.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
+from aelightning.cli.hparams import log_hparams
+from aelightning.cli.reporting import run_reporting_errors
+from aelightning.cli.summary import print_summary
+from aelightning.config import CONFIG_DIR
+from aelightning.runtime import hook_dispatch
+from aelightning.runtime.loop_overhead import profiler_override
+from aelightning.runtime.settings import RuntimeSettings, configure_early, configure_runtime
 
 log = logging.getLogger("aelightning")
 
 # Lightning 2.6 on torch 2.14 warns about its own pytree use on every run; not actionable.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-#: conf/ beside the package (a source checkout or an editable install)
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:

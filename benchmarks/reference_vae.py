@@ -6,7 +6,7 @@ test loss is the negative ELBO averaged per test image (nats), as the example pr
 The only change is the data source: the same IDX files the framework reads, as tensors,
 instead of ``torchvision.datasets.MNIST`` (identical pixel values after ``ToTensor``).
 
-    python -m aelightning.reference.pytorch_vae --data-dir data --epochs 5 --json out.json
+    python -m benchmarks.reference_vae --data-dir data --epochs 5 --json out.json
 
 ``--val-size 5000`` trains on exactly the framework's 55,000 training images instead.
 """

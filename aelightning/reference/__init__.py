@@ -1,1 +1,0 @@
-"""Plain-PyTorch reference implementations the framework's results are compared against."""

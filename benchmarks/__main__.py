@@ -1,0 +1,5 @@
+"""``python -m benchmarks`` (``make bench``)."""
+
+from benchmarks.cli import main
+
+main()
