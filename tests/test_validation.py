@@ -6,6 +6,7 @@ Each case goes through the real path: Hydra composes ``conf/train.yaml`` with th
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,34 @@ CASES = [
     (
         "mistyped_optimizer_argument",
         ["+model.optimizer.betaz=[0.9,0.99]"],
-        "model.optimizer: Adam got an unexpected keyword argument 'betaz'",
+        "model.optimizer.betaz is not an argument of torch.optim.Adam (did you mean "
+        "model.optimizer.betas?)",
     ),
     (
         "mistyped_aae_optimizer_argument",
         ["model=aae", "+model.d_optimizer.momentun=0.9"],
-        "model.d_optimizer: ",
+        "model.d_optimizer.momentun is not an argument",
     ),
+    # keys a target does not take (checked against its signature before anything is built)
+    (
+        "scheduler_key_left_over",
+        ["+model.scheduler.warmup_fraction=0.05"],
+        "'~model.scheduler.warmup_fraction'",
+    ),
+    ("net_key_mistyped", ["+net.hidden_dimz=[32]"], "did you mean net.hidden_dims?"),
+    ("noise_key_mistyped", ["noise=gaussian", "+noise.stdd=0.1"], "noise.stdd"),
+    (
+        "callback_key_mistyped",
+        ["+callbacks.model_checkpoint.every_n_epoch=1"],
+        "callbacks.model_checkpoint.every_n_epoch",
+    ),
+    ("trainer_key_mistyped", ["+trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+    # values of the wrong type for a typed argument
+    ("max_epochs_not_a_number", ["trainer.max_epochs=abc"], "trainer.max_epochs='abc'"),
+    ("gradient_clip_not_a_number", ["trainer.gradient_clip_val=high"], "int or float or null"),
+    ("precision_unknown", ["trainer.precision=bf17"], "trainer.precision='bf17'"),
+    ("batch_size_not_a_number", ["data.batch_size=abc"], "data.batch_size='abc'"),
+    ("latent_dim_fractional", ["net.latent_dim=2.5"], "net.latent_dim=2.5"),
     ("lr=0", ["model.optimizer.lr=0"], "model.optimizer.lr"),
     ("lr<0", ["model.optimizer.lr=-0.001"], "model.optimizer.lr"),
     ("val_size_leaves_no_training", ["data.val_size=60000"], "data.val_size"),
@@ -74,6 +96,13 @@ ANIME_CASES = [
     ),
     ("fraction>=1", ["data.val_fraction=1.0"], "data.val_fraction"),
     ("missing_image_folder", ["data.root=/nonexistent/anime"], "data.root"),
+    (
+        # the experiment's warm-up fraction is left over for a schedule that does not take it
+        "experiment_key_left_over_by_another_schedule",
+        ["experiment=anime_vgg13_64", "model/scheduler=none"],
+        "model.scheduler.warmup_fraction is not an argument of "
+        "aelightning.models.schedulers.no_schedule",
+    ),
 ]
 
 
@@ -153,3 +182,29 @@ def test_bad_idx_file_is_named(make_cfg, capsys, tmp_path: Path, damage, expecte
     message = _assert_reported(cfg, capsys, expected)
     if damage == "labels":
         assert "4000 images" in message and "3997 labels" in message
+
+
+# ------------------------------------------------------------------------ unreadable ckpt_path
+def _zip_without_torch_data(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+
+
+@pytest.mark.parametrize(
+    ("write", "expected"),
+    [
+        (lambda p: p.write_text("hello, I am notes\n"), "not in torch's file format"),
+        (lambda p: p.write_bytes(b""), "not a readable torch checkpoint"),
+        (lambda p: p.write_bytes(bytes(range(256)) * 4), "not in torch's file format"),
+        (_zip_without_torch_data, "a zip archive without torch's saved data"),
+        (lambda p: torch.save(torch.zeros(3), p), "holds a Tensor, not a Lightning checkpoint"),
+        (lambda p: torch.save({"weights": torch.zeros(3)}, p), "not a Lightning checkpoint"),
+        (lambda p: p.mkdir(), "does not exist"),
+    ],
+    ids=["text_file", "empty_file", "random_bytes", "zip_archive", "tensor", "plain_dict", "dir"],
+)
+def test_unreadable_ckpt_path_is_one_sentence(make_cfg, capsys, tmp_path: Path, write, expected):
+    path = tmp_path / "given.ckpt"
+    write(path)
+    message = _assert_reported(make_cfg(f"ckpt_path={path}"), capsys, expected)
+    assert str(path) in message

@@ -49,6 +49,8 @@ RESUME_MUST_MATCH = ("net", "model", "noise", "data", "seed")
 DATA_LOCATION_KEYS = frozenset(
     {"data_dir", "download", "on_device", "eval_batch_size", "num_workers", "cache_dir"}
 )
+#: keys every Lightning checkpoint has, which ``trainer.fit(ckpt_path=...)`` reads
+LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
 #: checkpoint keys written by AutoencoderModule.on_save_checkpoint
 CONFIG_KEY = "aelightning_config"
 INPUT_SHAPE_KEY = "aelightning_input_shape"
@@ -129,7 +131,12 @@ def _safe_load_errors(path: _PATH) -> Iterator[None]:
             yield
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:  # not a pickled global: bytes that are no pickle stream at all
+            raise CheckpointError(
+                f"checkpoint '{path}' is not a readable torch checkpoint (not in torch's file "
+                "format: its bytes are no saved object)."
+            ) from None
+        what = f" ({found.group(1)})"
         raise CheckpointError(
             f"refusing to load checkpoint '{path}': it holds a pickled Python object{what} that "
             "loading would construct or call, so it may run code; only weights-only checkpoints "
@@ -142,6 +149,8 @@ def _safe_load_errors(path: _PATH) -> Iterator[None]:
         reason = first_line.split(". ")[0].rstrip(".")[:160]
         if isinstance(exc, KeyError):  # torch's legacy reader on a file that is no checkpoint
             reason = "not in torch's file format"
+        elif "inline_container" in reason or "zip archive" in reason:
+            reason = "a zip archive without torch's saved data"
         raise CheckpointError(
             f"checkpoint '{path}' is not a readable torch checkpoint (truncated or corrupt: "
             f"{reason})."
@@ -277,7 +286,14 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         raise CheckpointError(
             f"ckpt_path '{ckpt_path}' does not exist; pass the path of a .ckpt file."
         )
-    saved = load_checkpoint(ckpt_path).get(CONFIG_KEY)
+    checkpoint = load_checkpoint(ckpt_path)
+    missing = [key for key in LIGHTNING_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"ckpt_path '{ckpt_path}' is a torch file but not a Lightning checkpoint (no "
+            f"{' or '.join(repr(k) for k in missing)}); pass a .ckpt written by ae-train."
+        )
+    saved = checkpoint.get(CONFIG_KEY)
     if isinstance(saved, dict):
         check_same_run(saved, OmegaConf.to_container(cfg, resolve=True), ckpt_path)
     return str(ckpt_path)

@@ -17,7 +17,13 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from aelightning.builders import build_callbacks, build_datamodule, build_loggers, build_model
+from aelightning.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_model,
+    build_trainer,
+)
 from aelightning.callbacks.resume import interrupted_error
 from aelightning.checkpointing.atomic import write_json
 from aelightning.checkpointing.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
@@ -61,7 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         hook_dispatch.install()
     else:
         hook_dispatch.uninstall()
-    trainer: L.Trainer = hydra.utils.instantiate(
+    trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
