@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate test test-slow reproduce reproduce-quick bench lint format tensorboard clean
+.PHONY: help install train evaluate test test-slow reproduce reproduce-quick bench gpu-check lint format tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ reproduce-quick: install ## the same pipeline on the bundled sample with tiny bu
 
 bench: install ## framework vs the seeds' loop vs the in-memory limit -> outputs/bench/ (ARGS="--quick", "--data-dir DIR")
 	$(BIN)/python -m benchmarks $(ARGS)
+
+gpu-check: install ## GPU paths on one CUDA device (< 5 min) -> outputs/gpucheck/ (ARGS=--dry-run: same cases on CPU)
+	$(BIN)/python -m benchmarks.gpucheck $(ARGS)
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +27,18 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def run_if(min_gpus: int = 0, bf16: bool = False) -> pytest.MarkDecorator:
+    """Skip a test on machines without the hardware it needs, saying which (like
+    lightning-hydra-template's ``RunIf``): ``@run_if(min_gpus=2)``, ``@run_if(bf16=True)``."""
+    found = torch.cuda.device_count()
+    reasons = []
+    if found < min_gpus:
+        reasons.append(f"needs {min_gpus} CUDA GPU{'s' * (min_gpus > 1)}, found {found}")
+    if bf16 and not (found and torch.cuda.is_bf16_supported()):
+        reasons.append("needs a CUDA GPU with bfloat16 support")
+    return pytest.mark.skipif(bool(reasons), reason="; ".join(reasons))
 
 
 class ShardRecorder(L.Callback):
