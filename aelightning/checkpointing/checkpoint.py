@@ -263,16 +263,19 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     """The checkpoint ``trainer.fit`` continues from: ``ckpt_path``, or with ``resume=true`` the
     latest state in this run dir; checked to exist and to match the config."""
     ckpt_path, resume = cfg.get("ckpt_path"), cfg.get("resume", False)
-    if resume not in (True, False):
-        raise CheckpointError(f"resume={resume!r} must be true or false.")
+    if resume not in (True, False, "auto"):
+        raise CheckpointError(f"resume={resume!r} must be true, false or auto.")
     if resume and ckpt_path:
         raise CheckpointError(
-            "set either resume=true (continue the run in hydra.run.dir) or ckpt_path=<file>, "
-            "not both."
+            f"set either resume={str(resume).lower()} (continue the run in hydra.run.dir) or "
+            "ckpt_path=<file>, not both."
         )
     if resume:
         folder = checkpoint_dir(cfg)
         found = find_last_checkpoint(folder)
+        if found is None and resume == "auto":  # a first start (e.g. before a SLURM requeue)
+            log.info("resume=auto: no last.ckpt in %s yet; starting from scratch", folder)
+            return None
         if found is None:
             raise CheckpointError(
                 f"resume=true found no last.ckpt in '{folder}'; point hydra.run.dir at the run "
