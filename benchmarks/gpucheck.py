@@ -37,6 +37,8 @@ from aelightning.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ("mlp", "conv", "vgg13")
+#: the kinds of case, in the order they run (``--only``)
+GROUPS = ("matrix", "compile", "throughput", "ddp")
 #: nets kept small: the check proves the path, the bench measures speed
 NET_SIZES = {
     "mlp": [],
@@ -360,8 +362,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "gpucheck")
     p.add_argument(
         "--only",
-        default="matrix,compile,throughput,ddp",
-        help="comma-separated: matrix, compile, throughput, ddp",
+        default=",".join(GROUPS),
+        help=f"comma-separated, some of: {', '.join(GROUPS)}",
     )
     p.add_argument(
         "--ddp-devices",
@@ -384,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     if ddp is None:
         ddp = 0 if dry else torch.cuda.device_count()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if not only or only - set(GROUPS):
+        raise SystemExit(f"error: --only takes some of {', '.join(GROUPS)}, got {args.only!r}")
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpucheck-", dir=args.out))

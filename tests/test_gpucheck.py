@@ -35,7 +35,8 @@ def test_dry_run_runs_every_objective_and_net_on_cpu(tmp_path, capsys):
     assert rows["compile=true ae x mlp"]["step_ms_compiled"] > 0
     speeds = rows["throughput (a) vs (c)"]
     assert set(speeds) >= {"mlp-b128", "mlp-b1024", "conv-b128"}
-    assert all(speeds[c]["framework"] > 0 and speeds[c]["limit"] > 0 for c in ("mlp-b128",))
+    cases = ("mlp-b128", "mlp-b1024", "conv-b128")
+    assert all(speeds[c]["framework"] > 0 and speeds[c]["limit"] > 0 for c in cases)
     assert rows["ddp"]["status"] == "skip"
     table = capsys.readouterr().out
     assert "aexconv" in table and "FAIL" not in table
@@ -86,7 +87,7 @@ def _gpu_check(tmp_path: Path) -> gpucheck.Check:
 
 
 @run_if(min_gpus=1, bf16=True)
-@pytest.mark.parametrize("net", ["mlp", "conv"])
+@pytest.mark.parametrize("net", gpucheck.NETS)
 def test_gpu_bf16_fit_keeps_images_on_device_and_reloads_on_cpu(tmp_path, net):
     result = _gpu_check(tmp_path).objective_net("ae", net)
     assert result.ok, result.detail

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelightning.checkpointing.checkpoint import load_checkpoint
+from aelightning.checkpointing.checkpoint import load_checkpoint, resolve_ckpt_path
 from tests.conftest import ROOT
 from tests.test_sweep import SHORT, _rows
 
@@ -50,6 +50,10 @@ def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Compl
         text=True,
         timeout=600,
     )
+
+
+def test_resume_auto_starts_from_scratch_when_the_run_dir_has_no_checkpoint(make_cfg):
+    assert resolve_ckpt_path(make_cfg("resume=auto")) is None
 
 
 @pytest.mark.slow

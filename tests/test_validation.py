@@ -75,6 +75,7 @@ CASES = [
     ("missing_data_dir", ["data.source=idx", "data.data_dir=/nonexistent/mnist"], "data.data_dir"),
     ("missing_ckpt_path", ["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
     ("resume_without_checkpoint", ["resume=true"], "resume=true"),
+    ("resume_unknown_value", ["resume=maybe"], "resume='maybe' must be true, false or auto"),
     (
         "bad_mid_epoch_interval",
         ["callbacks.resume_checkpoint.every_n_train_steps=-1"],
