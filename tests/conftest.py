@@ -8,13 +8,13 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from aelightning.config import CONFIG_DIR, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = str(ROOT / "conf")
+CONF_DIR = CONFIG_DIR
+
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -44,22 +44,6 @@ TINY = [
     "callbacks.figures=null",
     "callbacks.projector=null",
 ]
-
-
-def compose_config(
-    output_dir: Path, overrides: list[str], config_name: str = "train"
-) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` as ``ae-train`` would, writing into ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(output_dir)
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from aelightning.evaluation import analysis, probes
 from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
 from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
+from aelightning.evaluation.metrics import scalar_metrics
 from aelightning.evaluation.plots import FigureSink
 from aelightning.evaluation.projector import write_projector
 from aelightning.models.base import AutoencoderModule
@@ -77,10 +78,6 @@ def check_count(value: Any, key: str, low: int = 1) -> None:
         raise ConfigError(f"{key} must be null (all) or an integer >= {low}, got {value!r}.")
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-
-
 # ----------------------------------------------------------------------- the numbers
 def run_test_split(
     model: AutoencoderModule, datamodule: Any, run_cfg: DictConfig, cfg: DictConfig, seed: int
@@ -101,7 +98,7 @@ def run_test_split(
     L.seed_everything(seed, workers=True, verbose=False)
     trainer.test(model, datamodule=datamodule, verbose=False)
     model.to(trainer.strategy.root_device)  # teardown moved it back to the CPU
-    return _scalars(trainer.callback_metrics)
+    return scalar_metrics(trainer.callback_metrics)
 
 
 def image_metrics(
