@@ -158,6 +158,9 @@ def load_model_from_checkpoint(
 
 #: modules that moved since a checkpoint's config was written (old prefix -> new prefix)
 MOVED_TARGETS = {
+    # the constant schedule became no schedule at all (same learning rate, nothing to step)
+    "aelightning.schedulers.constant": "aelightning.models.schedulers.no_schedule",
+    "aelightning.models.schedulers.constant": "aelightning.models.schedulers.no_schedule",
     "aelightning.noise.": "aelightning.models.noise.",
     "aelightning.schedulers.": "aelightning.models.schedulers.",
 }
