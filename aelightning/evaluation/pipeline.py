@@ -137,13 +137,12 @@ def inspect_model(
             options.batch_size,
         )
     if options.figures is not None:
-        options.figures.seed = options.seed
         found.figures = render_gallery(
             sink,
             model,
             images,
             labels,
-            options.figures,
+            replace(options.figures, seed=options.seed),
             class_names,
             history,
             found.noise_curve,
