@@ -5,11 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
-
 from aelightning.config import CONFIG_DIR
 
 #: the three ways, in the order they alternate; (a), (b), (c) in the tables
@@ -88,17 +83,3 @@ def case_available(case: Case) -> str | None:
     if not (conf / "data" / f"{case.data}.yaml").is_file():
         return f"conf/data/{case.data}.yaml does not exist yet"
     return None
-
-
-def compose_train_config(overrides: list[str], run_dir: Path) -> DictConfig:
-    """``conf/train.yaml`` composed as ``ae-train`` would, writing into ``run_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(run_dir)
-        cfg.paths.output_dir = str(run_dir)
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmarks.cases import compose_train_config
+from aelightning.config import compose_config
 
 
 @dataclass
@@ -127,7 +127,7 @@ def prepare_anime(
         f"data.cache_dir={cache}",
         "data.progress=false",
     ]
-    cfg = compose_train_config([*overrides, f"data.batch_size={batch_size}"], work / "probe")
+    cfg = compose_config(work / "probe", [*overrides, f"data.batch_size={batch_size}"])
     dm = instantiate(cfg.data, _recursive_=False)
     dm.prepare_data()
     dm.setup()

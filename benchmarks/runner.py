@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from aelightning.config import compose_config
 from aelightning.runtime.settings import (
     RuntimeSettings,
     configure_early,
@@ -33,7 +34,6 @@ from benchmarks.cases import (
     Case,
     Plan,
     case_available,
-    compose_train_config,
 )
 from benchmarks.clock import framework_parts
 from benchmarks.data import (
@@ -135,7 +135,7 @@ class Bench:
             overrides.insert(0, "trainer=gpu")
         if self.opts.cpu_threads is not None:
             overrides.append(f"runtime.cpu_threads={self.opts.cpu_threads}")
-        return compose_train_config([*overrides, *self.opts.sets], run_dir)
+        return compose_config(run_dir, [*overrides, *self.opts.sets])
 
     def fresh_module(self, cfg: DictConfig, dims: tuple[int, ...]) -> Any:
         from aelightning.builders import build_model
@@ -273,7 +273,7 @@ def probe_memory(overrides: list[str], run_dir: str) -> dict[str, Any]:
     """Set up the composed data module; its tensors' bytes and the growth of resident memory."""
     from hydra.utils import instantiate
 
-    cfg = compose_train_config(overrides, Path(run_dir))
+    cfg = compose_config(Path(run_dir), overrides)
     gc.collect()
     before = rss_mb()
     dm = instantiate(cfg.data, _recursive_=False)

@@ -8,15 +8,41 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from aelightning.config import CONFIG_DIR, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = str(ROOT / "conf")
+
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def config_options(group: str) -> list[str]:
+    """The options of a config group, ``conf/<group>/*.yaml``: tests parametrised over them
+    cover a new objective, net or experiment without a list to edit."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+#: every objective (``model=``) and architecture (``net=``) the configs offer
+OBJECTIVES = config_options("model")
+NETS = config_options("net")
+#: widths that keep a wide net (VGG) fast on a CPU, set where a net's config has the key
+SMALL_WIDTHS = {"base_width": 4, "code_channels": 8}
+
+
+def small_net_overrides(net: str) -> list[str]:
+    """``net.<key>=<small>`` for the :data:`SMALL_WIDTHS` keys ``conf/net/<net>.yaml`` has."""
+    keys = OmegaConf.load(Path(CONFIG_DIR) / "net" / f"{net}.yaml")
+    return [f"net.{k}={v}" for k, v in SMALL_WIDTHS.items() if k in keys]
+
+
+def build_net(net: str, input_shape: tuple[int, ...] = (1, 28, 28)):
+    """``conf/net/<net>.yaml`` instantiated as ``build_model`` does, at small widths."""
+    config = OmegaConf.load(Path(CONFIG_DIR) / "net" / f"{net}.yaml")
+    config.merge_with(OmegaConf.from_dotlist([o[len("net.") :] for o in small_net_overrides(net)]))
+    return instantiate(config, input_shape=list(input_shape), code_multiplier=1)
 
 
 def bare_trainer(max_steps: int) -> L.Trainer:
@@ -44,22 +70,6 @@ TINY = [
     "callbacks.figures=null",
     "callbacks.projector=null",
 ]
-
-
-def compose_config(
-    output_dir: Path, overrides: list[str], config_name: str = "train"
-) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` as ``ae-train`` would, writing into ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(output_dir)
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,26 @@ def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert "error: checkpoint" in proc.stderr and "missing.ckpt" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("metrics.noise_images=0", "metrics.noise_images must be null (all) or an integer >= 1"),
+        ("metrics.probe_train_images=1.5", "metrics.probe_train_images must be null (all)"),
+        ("figures.max_points=0", "figures.max_points must be an integer >= 1, got 0."),
+        ("projector_images=-1", "projector_images must be null (all) or an integer >= 0"),
+    ],
+)
+def test_bad_inspection_options_fail_before_loading_naming_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _evaluate(tmp_path / "eval", str(tmp_path / "never-read.ckpt"), override)
+
+
+def test_training_and_evaluate_draw_with_the_same_gallery_sizes(make_cfg, tmp_path):
+    training = make_cfg(tiny=False).callbacks.figures
+    evaluating = compose_config(tmp_path / "eval", [], config_name="evaluate").figures
+    sizes = {k: v for k, v in evaluating.items() if k != "enabled"}
+    assert sizes and sizes.keys() <= training.keys()
+    # one set of sizes (conf/gallery/default.yaml); training only draws a smaller t-SNE map
+    assert {k for k, v in sizes.items() if training[k] != v} == {"tsne_points"}

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from aelightning.cli.train import train
-from tests.conftest import CONF_DIR, TINY
+from tests.conftest import TINY, config_options
 from tests.data.image_files import write_crops
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = config_options("experiment")
 ONE_BATCH = ["trainer.fast_dev_run=true", "data.eval_batch_size=null"]
 
 

@@ -12,23 +12,17 @@ from aelightning.builders import build_model
 from aelightning.cli.reporting import find_user_error
 from aelightning.cli.train import train
 from aelightning.errors import ConfigError
+from tests.conftest import NETS, OBJECTIVES, small_net_overrides
 from tests.tbutil import read_events, scalar_values
 
-OBJECTIVES = ("ae", "dae", "sparse", "dropout", "contractive", "vae", "aae")
-#: small widths and batches so that VGG on (padded) 28x28 MNIST stays fast on a CPU
-ARCHITECTURES = {
-    "mlp": [],
-    "conv": [],
-    "vgg13": ["net.base_width=4", "net.code_channels=8"],
-    "vgg16": ["net.base_width=4", "net.code_channels=8"],
-}
+#: small batches (and small widths) so that VGG on (padded) 28x28 MNIST stays fast on a CPU
 SMALL_BATCHES = ["data.batch_size=16", "data.eval_batch_size=32", "trainer.fast_dev_run=true"]
 
 
-@pytest.mark.parametrize("net", ARCHITECTURES)
+@pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("model", OBJECTIVES)
 def test_pair_composes_and_runs_one_batch(make_cfg, model, net):
-    cfg = make_cfg(f"model={model}", f"net={net}", *ARCHITECTURES[net], *SMALL_BATCHES)
+    cfg = make_cfg(f"model={model}", f"net={net}", *small_net_overrides(net), *SMALL_BATCHES)
     result = train(cfg)
     metrics = result["metrics"]
     for stage in ("train", "val", "test"):

@@ -37,10 +37,16 @@ def test_bad_warmup():
         warmup_cosine(opt, total_steps=10, warmup_fraction=1.5)
 
 
-def test_constant_keeps_the_base_lr():
-    from aelightning.models.schedulers import constant
+def test_old_configs_with_the_constant_schedule_rebuild_with_no_schedule():
+    from hydra.utils import instantiate
 
-    assert _lrs(constant, 20) == [1.0] * 20
+    from aelightning.checkpointing.checkpoint import current_targets
+
+    for old in ("aelightning.schedulers.constant", "aelightning.models.schedulers.constant"):
+        config = current_targets({"scheduler": {"_target_": old, "_partial_": True}})
+        factory = instantiate(config["scheduler"])
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        assert factory(opt, total_steps=20) is None  # the base LR throughout, nothing to step
 
 
 def test_none_option_configures_no_scheduler_and_the_lr_stays(make_cfg):

@@ -2,10 +2,11 @@
 
 Each validation epoch: a map of the validation codes (the direct scatter for codes of at most
 3 numbers, else PCA), so TensorBoard's slider shows the code space taking shape. At the end of
-training: the whole gallery of :mod:`aelightning.evaluation.gallery` on the test split
+training, through the inspection ``ae-evaluate`` runs
+(:func:`~aelightning.evaluation.pipeline.inspect_model`): the whole gallery on the test split
 (reconstructions, loss and learning-rate curves, code maps with t-SNE, samples, interpolation,
-manifold, noise curve). Skipped under ``fast_dev_run`` (a smoke test), like Lightning's own
-logging callbacks.
+manifold, noise curve), and the codes in TensorBoard's projector. Skipped under
+``fast_dev_run`` (a smoke test), like Lightning's own logging callbacks.
 """
 
 from __future__ import annotations
@@ -19,13 +20,9 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aelightning.evaluation import analysis
-from aelightning.evaluation.gallery import (
-    GalleryOptions,
-    class_names_of,
-    code_figures,
-    render_gallery,
-)
+from aelightning.evaluation.gallery import GalleryOptions, class_names_of, code_figures
 from aelightning.evaluation.history import TrainingHistory
+from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
 from aelightning.models.base import AutoencoderModule
 
@@ -40,6 +37,18 @@ def tensorboard_writer(trainer: L.Trainer) -> Any:
     return None
 
 
+def _inspects(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+    """Whether this process draws: a real run (not a smoke test or the sanity check), rank
+    zero, one of our models with a data module to read images from."""
+    return (
+        not trainer.fast_dev_run
+        and not trainer.sanity_checking
+        and trainer.is_global_zero
+        and isinstance(pl_module, AutoencoderModule)
+        and trainer.datamodule is not None
+    )
+
+
 class TrainingFigures(L.Callback):
     """Per-epoch code maps and the end-of-training gallery.
 
@@ -51,7 +60,8 @@ class TrainingFigures(L.Callback):
             defaults), a list, or null to skip it.
         noise_images: test images per noise level.
         batch_size: images per forward pass while drawing.
-        **gallery: :class:`~aelightning.evaluation.gallery.GalleryOptions` (max_points, ...).
+        **gallery: :class:`~aelightning.evaluation.gallery.GalleryOptions` (the sizes in
+            ``conf/gallery/default.yaml``).
     """
 
     def __init__(
@@ -67,25 +77,20 @@ class TrainingFigures(L.Callback):
         self.save_dir = Path(save_dir) if save_dir else None
         self.every_n_epochs = max(0, int(every_n_epochs))
         self.final = bool(final)
-        self.noise_levels = noise_levels
-        self.noise_images = int(noise_images)
-        self.batch_size = int(batch_size)
-        self.options = GalleryOptions(**gallery).validate("callbacks.figures")
-
-    def _active(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
-        return (
-            not trainer.fast_dev_run
-            and not trainer.sanity_checking
-            and trainer.is_global_zero
-            and isinstance(pl_module, AutoencoderModule)
-            and trainer.datamodule is not None
+        gallery_options = GalleryOptions(**gallery).validate("callbacks.figures")
+        self.options = InspectionOptions(
+            figures=gallery_options,
+            noise_levels=noise_levels,
+            noise_images=int(noise_images),
+            seed=gallery_options.seed,
+            batch_size=int(batch_size),
         )
 
     def _sink(self, trainer: L.Trainer) -> FigureSink:
         return FigureSink(self.save_dir, tensorboard_writer(trainer), trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.every_n_epochs or not self._active(trainer, pl_module):
+        if not self.every_n_epochs or not _inspects(trainer, pl_module):
             return
         if trainer.current_epoch % self.every_n_epochs:
             return
@@ -96,40 +101,51 @@ class TrainingFigures(L.Callback):
             images,
             labels,
             class_names_of(trainer.datamodule),
-            self.options,
+            self.options.figures,  # type: ignore[arg-type]
             suffix=f"_epoch{trainer.current_epoch:03d}",
             tsne=False,
-            batch_size=self.batch_size,
+            batch_size=self.options.batch_size,
         )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.final or not self._active(trainer, pl_module):
+        if not self.final or not _inspects(trainer, pl_module):
             return
-        model: AutoencoderModule = pl_module  # type: ignore[assignment]
         sink = self._sink(trainer)
         history = None
         if sink.writer is not None:
             sink.writer.flush()  # the last epoch's scalars, for the curves
             history = TrainingHistory.from_event_dir(sink.writer.get_logdir())
-        images, labels = analysis.split_tensors(trainer.datamodule, "test")
-        rows = []
-        if model.noise.enabled:
-            levels = analysis.noise_levels(model.noise, self.noise_levels)
-            idx = analysis.subsample(len(images), self.noise_images, self.options.seed)
-            with analysis.seeded(self.options.seed, model.device):
-                rows = analysis.noise_sweep(
-                    model, images[idx.to(images.device)], levels, self.batch_size
-                )
-        render_gallery(
-            sink,
-            model,
-            images,
-            labels,
-            class_names_of(trainer.datamodule),
-            history,
-            rows,
-            self.options,
-            self.batch_size,
-        )
+        inspect_model(pl_module, trainer.datamodule, self.options, sink, history)  # type: ignore[arg-type]
         if sink.writer is not None:
             sink.writer.flush()
+
+
+class EmbeddingProjector(L.Callback):
+    """At the end of training, put the codes of ``num_images`` test images in the projector.
+
+    Args:
+        num_images: points in the projector (a seeded subsample of the test split; the sprite
+            of thumbnails grows with it: 1,000 28x28 digits make a 896x896 image).
+        split: which split's images to embed.
+        tag: the embedding's name in the PROJECTOR tab.
+        seed: of the subsample.
+    """
+
+    def __init__(
+        self, num_images: int = 1000, split: str = "test", tag: str = "codes", seed: int = 0
+    ):
+        self.options = InspectionOptions(
+            projector_images=int(num_images), split=split, projector_tag=tag, seed=int(seed)
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is None or not _inspects(trainer, pl_module):
+            return
+        sink = FigureSink(None, writer, trainer.global_step)
+        found = inspect_model(pl_module, trainer.datamodule, self.options, sink)  # type: ignore[arg-type]
+        log.info(
+            "Projector: codes of %d %s images in TensorBoard",
+            found.projector_points,
+            self.options.split,
+        )

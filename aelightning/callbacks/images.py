@@ -1,19 +1,20 @@
-"""Reconstruction grids at each validation epoch: TensorBoard image + PNG in the run dir."""
+"""Reconstruction grids at each validation epoch: TensorBoard image + PNG in the run dir,
+drawn by the same :func:`~aelightning.evaluation.plots.reconstruction_grid` as the gallery."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from torchvision.utils import make_grid, save_image
 
+from aelightning.callbacks.figures import tensorboard_writer
+from aelightning.evaluation.plots import FigureSink, reconstruction_grid
 from aelightning.models.base import AutoencoderModule
 
 
 class ReconstructionGrid(L.Callback):
-    """Log inputs (top row), noisy inputs (middle, when noise is on) and outputs (bottom).
+    """Log inputs (top row), noisy inputs (middle, when noise is on) and outputs (bottom) as
+    ``val/reconstructions`` and ``<save_dir>/reconstructions_epoch<NNN>.png``.
 
     Args:
         every_n_epochs: log every n-th validation epoch.
@@ -29,20 +30,13 @@ class ReconstructionGrid(L.Callback):
             return
         if trainer.current_epoch % self.every_n_epochs or not pl_module.val_examples:
             return
-        grid = self.make_grid(pl_module.val_examples)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("val/reconstructions", grid, trainer.global_step)
-        if self.save_dir is not None and trainer.is_global_zero:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            save_image(
-                grid, self.save_dir / f"reconstructions_epoch{trainer.current_epoch:03d}.png"
-            )
-
-    @staticmethod
-    def make_grid(examples: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Stack the rows input / noisy / output into one [C, H, W] float image in [0, 1]."""
-        rows = [examples[k] for k in ("input", "noisy", "output") if k in examples]
-        n = rows[0].shape[0]
-        images = torch.cat([r.detach().float().clamp(0, 1).cpu() for r in rows])
-        return make_grid(images, nrow=n, padding=2, pad_value=1.0)
+        if not trainer.is_global_zero:
+            return
+        writer = tensorboard_writer(trainer)
+        if writer is None and self.save_dir is None:
+            return
+        sink = FigureSink(self.save_dir, writer, trainer.global_step, prefix="val")
+        sink.add(
+            f"reconstructions_epoch{trainer.current_epoch:03d}",
+            reconstruction_grid(pl_module.val_examples),
+        )

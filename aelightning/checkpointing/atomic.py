@@ -1,27 +1,61 @@
-"""Small file helpers: results are written atomically so a crash never leaves half a file."""
+"""One atomic writer for every file a run leaves (checkpoints, metrics, summaries): a crash,
+a full disk or a SIGKILL in the middle of a write leaves the previous file as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path | str, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path`` for writing (``"w"`` text, ``"wb"`` bytes); when the
+    block ends without error, fsync it and rename it over ``path`` (``os.replace``).
+
+    The temp name starts with a dot and ends in ``.tmp``, so nothing that looks for ``*.ckpt``
+    or ``*.json`` ever sees a partial file; on any exception it is removed and ``path`` is
+    left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    exclusive = mode.replace("w", "x")
+    try:
+        with open(tmp, exclusive, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_file`."""
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
 
 
 def write_json(path: Path, data: Any) -> Path:

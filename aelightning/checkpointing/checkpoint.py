@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import pickle
 import re
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from aelightning.checkpointing.atomic import atomic_file
 from aelightning.errors import CheckpointError
 
 log = logging.getLogger("aelightning")
@@ -58,38 +57,10 @@ INPUT_SHAPE_KEY = "aelightning_input_shape"
 
 # ---------------------------------------------------------------------------------- saving
 def atomic_torch_save(obj: Any, path: _PATH) -> None:
-    """``torch.save`` into a temp file beside ``path``, fsync, then rename over ``path``.
-
-    The temp name starts with a dot and ends in ``.tmp``, so nothing that looks for ``*.ckpt``
-    ever sees a partial file; on any exception it is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """``torch.save`` through :func:`~aelightning.checkpointing.atomic.atomic_file`: a temp
+    file beside ``path``, fsynced, renamed over it; ``path`` is untouched on any error."""
+    with atomic_file(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -196,6 +167,9 @@ def load_model_from_checkpoint(
 
 #: modules that moved since a checkpoint's config was written (old prefix -> new prefix)
 MOVED_TARGETS = {
+    # the constant schedule became no schedule at all (same learning rate, nothing to step)
+    "aelightning.schedulers.constant": "aelightning.models.schedulers.no_schedule",
+    "aelightning.models.schedulers.constant": "aelightning.models.schedulers.no_schedule",
     "aelightning.noise.": "aelightning.models.noise.",
     "aelightning.schedulers.": "aelightning.models.schedulers.",
 }

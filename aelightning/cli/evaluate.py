@@ -1,24 +1,24 @@
 """``ae-evaluate ckpt_path=...``: score a trained checkpoint on the test split and draw it.
 
-The checkpoint is read weights-only and the model and data are rebuilt from the config the
-training run stored in it, so nothing has to be repeated on the command line. The test pass is
-``trainer.test`` seeded as ``ae-train`` seeds its own, so ``test/loss`` reproduces the run's;
-then the numbers papers report (BCE, SSIM, probes, anomaly AUROC, noise curve, the VAE's
-likelihood bounds) and the figure gallery. Everything lands in this command's own run dir:
-``metrics.json``, ``figures/`` and ``tensorboard/`` (scalars, images, projector, hparams).
+Thin on purpose, like ``ae-train``: compose the config, load the run, call the inspection
+the end of training also runs (:func:`aelightning.evaluation.pipeline.inspect_model`), print
+and save. The checkpoint is read weights-only and the model and data are rebuilt from the
+config the training run stored in it, so nothing has to be repeated on the command line. The
+test pass is ``trainer.test`` seeded as ``ae-train`` seeds its own, so ``test/loss``
+reproduces the run's; then the numbers papers report (BCE, SSIM, probes, anomaly AUROC, noise
+curve, the VAE's likelihood bounds) and the figure gallery. Everything lands in this command's
+own run dir: ``metrics.json``, ``figures/`` and ``tensorboard/`` (scalars, images, projector,
+hparams).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
@@ -30,15 +30,10 @@ from aelightning.cli.hparams import flatten_config
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
-from aelightning.evaluation import analysis, probes
-from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
 from aelightning.evaluation.history import TrainingHistory, find_event_dir
-from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
+from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
-from aelightning.evaluation.projector import write_projector
 from aelightning.models.base import AutoencoderModule
-
-log = logging.getLogger("aelightning")
 
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -63,6 +58,13 @@ def apply_data_overrides(run_cfg: DictConfig, overrides: DictConfig | None) -> N
                 run_cfg.data[key] = value
 
 
+def load_data(cfg: DictConfig, run_cfg: DictConfig) -> Any:
+    """The data module to evaluate on: the training run's data (``run_cfg.data``) read as the
+    evaluate config's non-null ``data.*`` values say."""
+    apply_data_overrides(run_cfg, cfg.get("data"))
+    return build_datamodule(run_cfg)
+
+
 def training_run_dir(ckpt_path: Path, run_cfg: DictConfig) -> Path:
     """The run dir a checkpoint belongs to: ``<run>/checkpoints/x.ckpt``, else the saved one."""
     if ckpt_path.parent.name == "checkpoints":
@@ -71,132 +73,18 @@ def training_run_dir(ckpt_path: Path, run_cfg: DictConfig) -> Path:
     return Path(saved) if saved else ckpt_path.parent
 
 
-def check_count(value: Any, key: str, low: int = 1) -> None:
-    """A number of images: null (all of them) or an integer >= ``low``."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise ConfigError(f"{key} must be null (all) or an integer >= {low}, got {value!r}.")
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-
-
-# ----------------------------------------------------------------------- the numbers
-def run_test_split(
-    model: AutoencoderModule, datamodule: Any, run_cfg: DictConfig, cfg: DictConfig, seed: int
-) -> dict[str, float]:
-    """``trainer.test`` as the training run ran it (same precision, seeded the same way)."""
-    trainer = L.Trainer(
-        accelerator=cfg.get("accelerator") or "auto",
-        devices=1,
-        precision=cfg.get("precision")
-        or OmegaConf.select(run_cfg, "trainer.precision")
-        or "32-true",
-        deterministic=OmegaConf.select(run_cfg, "trainer.deterministic", default=False),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    L.seed_everything(seed, workers=True, verbose=False)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    model.to(trainer.strategy.root_device)  # teardown moved it back to the CPU
-    return _scalars(trainer.callback_metrics)
-
-
-def image_metrics(
-    model: AutoencoderModule, images: torch.Tensor, batch_size: int, seed: int, with_ssim: bool
-) -> dict[str, float]:
-    """BCE and SSIM (plus MSE/PSNR again) of the test pass, drawn as ``trainer.test`` draws."""
-    with analysis.seeded(seed, model.device):
-        scores = analysis.reconstruction_scores(model, images, batch_size, with_ssim)
-    return {
-        f"test/{k}": float(v.double().mean()) for k, v in scores.items() if k in ("bce", "ssim")
-    }
-
-
-def probe_metrics(
-    model: AutoencoderModule, datamodule: Any, cfg: DictConfig, seed: int, batch_size: int
-) -> dict[str, float]:
-    """Linear-probe and k-NN accuracy of the codes (train codes fit, test codes score)."""
-    train_images, train_labels = analysis.split_tensors(datamodule, "train")
-    test_images, test_labels = analysis.split_tensors(datamodule, "test")
-    if len(torch.unique(train_labels)) < 2:
-        log.info("Probes skipped: the data has no class labels")
-        return {}
-    idx = analysis.subsample(len(train_images), cfg.metrics.get("probe_train_images"), seed)
-    train_codes = analysis.encode_images(
-        model, train_images[idx.to(train_images.device)], batch_size
-    )
-    train_y = train_labels[idx.to(train_labels.device)].cpu()
-    test_codes = analysis.encode_images(model, test_images, batch_size)
-    test_y = test_labels.cpu()
-    return {
-        "probe/linear_acc": probes.linear_probe_accuracy(train_codes, train_y, test_codes, test_y),
-        "probe/knn_acc": probes.knn_accuracy(
-            train_codes, train_y, test_codes, test_y, k=int(cfg.metrics.get("knn_k", 5))
-        ),
-        "probe/chance": probes.majority_baseline(train_y, test_y),
-    }
-
-
-def anomaly_metrics(
-    model: AutoencoderModule,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    excluded: list[int],
-    batch_size: int,
-) -> dict[str, float]:
-    """AUROC of the reconstruction error for the classes left out of training."""
-    errors = analysis.reconstruction_errors(model, images, batch_size)
-    return {"anomaly/auroc": probes.anomaly_auroc(errors, labels.cpu(), excluded)}
-
-
-def noise_curve_rows(
-    model: AutoencoderModule, images: torch.Tensor, cfg: DictConfig, seed: int, batch_size: int
-) -> list[dict[str, float]]:
-    if not model.noise.enabled:
-        return []
-    levels = analysis.noise_levels(model.noise, cfg.metrics.get("noise_levels", "auto"))
-    idx = analysis.subsample(len(images), cfg.metrics.get("noise_images"), seed)
-    with analysis.seeded(seed, model.device):
-        return analysis.noise_sweep(model, images[idx.to(images.device)], levels, batch_size)
-
-
-def vae_metrics(
-    model: AutoencoderModule, images: torch.Tensor, cfg: DictConfig, seed: int, notes: list[str]
-) -> dict[str, float]:
-    """Negative ELBO and importance-weighted NLL (nats per image) of a VAE."""
-    k = cfg.metrics.get("iw_samples", 100)
-    binarize = bool(cfg.metrics.get("binarize", False))
-    idx = analysis.subsample(len(images), cfg.metrics.get("likelihood_images"), seed)
-    with analysis.seeded(seed, model.device):
-        values = likelihood_metrics(model, images[idx.to(images.device)], k, binarize)
-    notes.append(
-        f"test/iw_nll, test/neg_elbo_k: k={k} posterior samples on {len(idx):,} test images"
-        + (", stochastically binarised" if binarize else "")
-    )
-    return {"test/neg_elbo_k": values["neg_elbo"], "test/iw_nll": values["iw_nll"]}
-
-
-def compute_metrics(
-    model: AutoencoderModule, datamodule: Any, run_cfg: DictConfig, cfg: DictConfig, seed: int
-) -> tuple[dict[str, float], list[dict[str, float]], list[str]]:
-    """Every number for the test split: ``(metrics, noise curve rows, notes)``."""
-    options, notes = cfg.metrics, []
-    metrics = run_test_split(model, datamodule, run_cfg, cfg, seed)
-    batch_size = int(getattr(datamodule, "eval_batch_size", 1000))
-    images, labels = analysis.split_tensors(datamodule, "test")
-    metrics.update(image_metrics(model, images, batch_size, seed, bool(options.get("ssim", True))))
-    if options.get("probes", True):
-        metrics.update(probe_metrics(model, datamodule, cfg, seed, batch_size))
-    excluded = list(OmegaConf.select(run_cfg, "data.exclude_classes", default=[]) or [])
-    if excluded and options.get("anomaly", True):
-        metrics.update(anomaly_metrics(model, images, labels, excluded, batch_size))
-        notes.append(f"anomaly/auroc: classes {excluded} (left out of training) vs the rest")
-    if supports_likelihood(model) and options.get("likelihood", True):
-        metrics.update(vae_metrics(model, images, cfg, seed, notes))
-    return metrics, noise_curve_rows(model, images, cfg, seed, batch_size), notes
+def load_run(cfg: DictConfig) -> tuple[Path, DictConfig, Any, AutoencoderModule]:
+    """Checkpoint -> ``(path, the run's config, its data module, the trained model)``."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError(
+            "ckpt_path is required: ae-evaluate ckpt_path=<run dir>/checkpoints/last.ckpt"
+        )
+    ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
+    checkpoint = load_checkpoint(ckpt_path)
+    run_cfg = saved_config(checkpoint, str(ckpt_path))
+    datamodule = load_data(cfg, run_cfg)
+    model = rebuild_model(checkpoint, run_cfg, datamodule.dims, str(ckpt_path))
+    return ckpt_path, run_cfg, datamodule, model
 
 
 # -------------------------------------------------------------------------- outputs
@@ -246,68 +134,27 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
 
 
 # ------------------------------------------------------------------------ the command
-def load_run(cfg: DictConfig) -> tuple[Path, DictConfig, Any, AutoencoderModule]:
-    """Checkpoint -> ``(path, the run's config, its data module, the trained model)``."""
-    if not cfg.get("ckpt_path"):
-        raise ConfigError(
-            "ckpt_path is required: ae-evaluate ckpt_path=<run dir>/checkpoints/last.ckpt"
-        )
-    ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
-    checkpoint = load_checkpoint(ckpt_path)
-    run_cfg = saved_config(checkpoint, str(ckpt_path))
-    apply_data_overrides(run_cfg, cfg.get("data"))
-    datamodule = build_datamodule(run_cfg)
-    model = rebuild_model(checkpoint, run_cfg, datamodule.dims, str(ckpt_path))
-    return ckpt_path, run_cfg, datamodule, model
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path``; returns what ``metrics.json`` holds."""
     started = time.perf_counter()
-    for key in ("probe_train_images", "noise_images", "likelihood_images"):
-        check_count(cfg.metrics.get(key), f"metrics.{key}")
-    check_count(cfg.get("projector_images"), "projector_images", low=0)
-    gallery = GalleryOptions(**{k: v for k, v in cfg.figures.items() if k != "enabled"})
-    gallery.validate("figures")
-
+    options = InspectionOptions.from_evaluate_config(cfg)  # a bad value fails before loading
     ckpt_path, run_cfg, datamodule, model = load_run(cfg)
-    seed = int(cfg.seed if cfg.get("seed") is not None else run_cfg.get("seed") or 0)
-    metrics, noise_rows, notes = compute_metrics(model, datamodule, run_cfg, cfg, seed)
+    batch_size = int(getattr(datamodule, "eval_batch_size", 1000))
+    options = options.for_run(run_cfg, cfg.get("seed"), batch_size)
 
     out_dir = Path(cfg.paths.output_dir)
     run_dir = training_run_dir(ckpt_path.resolve(), run_cfg)
-    images, labels = analysis.split_tensors(datamodule, "test")
-    batch_size = int(getattr(datamodule, "eval_batch_size", 1000))
+    history = None
+    if options.figures is not None:  # the loss curves are a figure
+        history = TrainingHistory.from_event_dir(find_event_dir(run_dir))
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     try:
-        figures: dict[str, Path] = {}
-        if cfg.figures.get("enabled", True):
-            gallery.seed = seed
-            figures = render_gallery(
-                FigureSink(out_dir / "figures", writer),
-                model,
-                images,
-                labels,
-                class_names_of(datamodule),
-                TrainingHistory.from_event_dir(find_event_dir(run_dir)),
-                noise_rows,
-                gallery,
-                batch_size,
-            )
-        if cfg.get("projector_images"):
-            write_projector(
-                writer,
-                model,
-                images,
-                labels,
-                class_names_of(datamodule),
-                int(cfg.projector_images),
-                seed=seed,
-                batch_size=batch_size,
-            )
-        log_to_tensorboard(writer, metrics, run_cfg)
+        found = inspect_model(
+            model, datamodule, options, FigureSink(out_dir / "figures", writer), history
+        )
+        log_to_tensorboard(writer, found.metrics, run_cfg)
     finally:
         writer.close()
 
@@ -317,11 +164,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": getattr(datamodule, "source_description", type(datamodule).__name__),
         "model": type(model).__name__,
         "noise": repr(model.noise),
-        "seed": seed,
-        "metrics": metrics,
-        "notes": notes,
-        "noise_curve": noise_rows,
-        "figures": {name: str(path) for name, path in figures.items()},
+        "seed": options.seed,
+        "metrics": found.metrics,
+        "notes": found.notes,
+        "noise_curve": found.noise_curve,
+        "figures": {name: str(path) for name, path in found.figures.items()},
         "output_dir": str(out_dir),
         "seconds": time.perf_counter() - started,
     }

@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
-HPARAM_METRICS = ("val/loss", "test/loss", "test/mse", "test/psnr")
+from aelightning.evaluation.metrics import HEADLINE_METRICS
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -30,7 +30,7 @@ def log_hparams(
     trainer: L.Trainer,
     config: Mapping[str, Any],
     final_metrics: Mapping[str, float],
-    metric_names: Iterable[str] = HPARAM_METRICS,
+    metric_names: Iterable[str] = HEADLINE_METRICS,
 ) -> None:
     """Write the hparams summary for every TensorBoard logger.
 

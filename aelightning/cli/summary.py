@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-SUMMARY_METRICS = ("test/loss", "test/mse", "test/psnr", "val/loss")
+from aelightning.evaluation.metrics import HEADLINE_METRICS
 
 
 def print_summary(result: dict[str, Any], console: Console | None = None) -> None:
@@ -18,7 +18,7 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
     table.add_column(overflow="fold")
     table.add_row("data", str(result["data"]))
     metrics = result["metrics"]
-    for name in SUMMARY_METRICS:
+    for name in HEADLINE_METRICS:
         if name in metrics:
             table.add_row(name, f"{metrics[name]:.6g}")
     table.add_row("run dir", str(result["output_dir"]))

@@ -23,18 +23,9 @@ from omegaconf import DictConfig
 
 from aelightning.checkpointing.atomic import read_json, write_json, write_text_atomic
 from aelightning.cli.reporting import find_user_error
+from aelightning.evaluation.metrics import HEADLINE_METRICS
 
 log = logging.getLogger("aelightning")
-
-#: metrics shown in the summary (those a job has), in this order
-SUMMARY_METRICS = (
-    "val/loss",
-    "val/neg_elbo",
-    "test/loss",
-    "test/mse",
-    "test/psnr",
-    "test/neg_elbo",
-)
 
 
 class SweepSummary(Callback):
@@ -110,7 +101,7 @@ def collect_records(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def metric_columns(records: Sequence[dict[str, Any]]) -> list[str]:
     present = {k for r in records for k in r["metrics"]}
-    return [m for m in SUMMARY_METRICS if m in present] or sorted(present)[:6]
+    return [m for m in HEADLINE_METRICS if m in present] or sorted(present)[:6]
 
 
 def _cell(value: Any) -> str:

@@ -31,6 +31,7 @@ from aelightning.cli.hparams import log_hparams
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.cli.summary import print_summary
 from aelightning.config import CONFIG_DIR
+from aelightning.evaluation.metrics import scalar_metrics
 from aelightning.runtime import hook_dispatch
 from aelightning.runtime.loop_overhead import profiler_override
 from aelightning.runtime.settings import RuntimeSettings, configure_early, configure_runtime
@@ -39,10 +40,6 @@ log = logging.getLogger("aelightning")
 
 # Lightning 2.6 on torch 2.14 warns about its own pytree use on every run; not actionable.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
-def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -82,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (SystemExit, KeyboardInterrupt) as exc:  # Ctrl-C / SIGTERM, after last.ckpt was saved
         raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
-    metrics = _scalar_metrics(trainer.callback_metrics)
+    metrics = scalar_metrics(trainer.callback_metrics)
     epochs = trainer.current_epoch  # completed epochs (early stopping may end before max)
 
     best = _best_checkpoint(trainer)
@@ -95,7 +92,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         except (SystemExit, KeyboardInterrupt) as exc:
             raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
-        metrics.update(_scalar_metrics(trainer.callback_metrics))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
     log_hparams(trainer, model.run_config, metrics)
     result = {
         "metrics": metrics,

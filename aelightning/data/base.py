@@ -100,9 +100,6 @@ class InMemoryDataModule(L.LightningDataModule):
     def test_dataloader(self) -> InMemoryBatchLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def predict_dataloader(self) -> InMemoryBatchLoader:
-        return self.test_dataloader()
-
     # -- placement and loaders -----------------------------------------------------------------
     def _target_device(self) -> torch.device:
         if self.trainer is None or self.on_device is False:

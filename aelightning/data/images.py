@@ -149,9 +149,6 @@ class ImageFolderDataModule(InMemoryDataModule):
     def num_classes(self) -> int:
         return len(self._class_names)
 
-    def describe(self) -> str:
-        return self.source_description or f"image folder '{self.root}' (not loaded yet)"
-
     # -- Lightning hooks -----------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Build the cache once per node (Lightning calls this on one process, before setup)."""

@@ -222,10 +222,6 @@ class MNISTDataModule(InMemoryDataModule):
     def class_names(self) -> tuple[str, ...]:
         return self.spec.class_names
 
-    def describe(self) -> str:
-        """One line for run summaries: the source, where it came from, split sizes."""
-        return self.source_description or f"{self.spec.title} (not loaded yet)"
-
     # -- Lightning hooks -----------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Download (once per node, before ``setup``) when the source calls for it."""

@@ -1,7 +1,11 @@
 """What is measured and drawn for a trained model: metrics, likelihood, probes and figures.
 
-``metrics.py`` (per-image MSE/PSNR), ``likelihood.py`` (importance-weighted NLL), ``probes.py``
-(linear probe, anomaly AUROC), ``analysis.py`` (codes, reconstructions, noise curves),
-``plots.py``/``gallery.py`` (figures), ``projector.py`` (TensorBoard's embedding projector),
-``history.py`` (epoch curves). Add a metric or figure here, then call it from the gallery.
+``pipeline.py`` is the one entry (``inspect_model`` + ``InspectionOptions``) that ``ae-evaluate``
+and the end-of-training callbacks call; ``scores.py`` (the test split's numbers), ``metrics.py``
+(per-image MSE/PSNR/SSIM via torchmetrics, the headline metric names), ``likelihood.py``
+(importance-weighted NLL), ``probes.py`` (linear probe, anomaly AUROC), ``analysis.py`` (codes,
+reconstructions, noise curves), ``plots.py``/``gallery.py`` (figures), ``projector.py``
+(TensorBoard's embedding projector), ``history.py`` (epoch curves). Add a number to
+``scores.py`` (its switch to ``MetricOptions`` and ``conf/evaluate.yaml``), a figure to the
+gallery.
 """

@@ -214,6 +214,24 @@ def noise_sweep(
     return rows
 
 
+def noise_curve(
+    model: AutoencoderModule,
+    images: Tensor,
+    levels: Sequence[float] | str | None,
+    num_images: int | None,
+    seed: int = 0,
+    batch_size: int = 1000,
+) -> list[dict[str, float]]:
+    """:func:`noise_sweep` of a noisy run on a seeded subsample of ``num_images`` images (all
+    when None) at ``levels`` (see :func:`noise_levels`); no rows for a run without noise."""
+    if not model.noise.enabled:
+        return []
+    chosen = noise_levels(model.noise, levels)
+    idx = subsample(len(images), num_images, seed)
+    with seeded(seed, model.device):
+        return noise_sweep(model, images[idx.to(images.device)], chosen, batch_size)
+
+
 # -------------------------------------------------------------------------- latent space
 def decode_latents(model: AutoencoderModule, latents: Tensor, batch_size: int = 1000) -> Tensor:
     """Decode latent vectors ``[N, *latent_shape]`` into images (CPU, clamped to [0, 1])."""

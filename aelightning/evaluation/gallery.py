@@ -26,7 +26,8 @@ log = logging.getLogger("aelightning")
 
 @dataclass
 class GalleryOptions:
-    """Sizes of the figures; the defaults keep a CPU run to seconds.
+    """Sizes of the figures; their values (chosen to keep a CPU run to seconds) are in
+    ``conf/gallery/default.yaml``, shared by ``ae-evaluate`` and the training callback.
 
     Attributes:
         max_points: codes drawn in scatter/PCA maps (a seeded subsample of the split).
@@ -38,13 +39,13 @@ class GalleryOptions:
         seed: for the subsamples, the noise and the samples (figures are reproducible).
     """
 
-    max_points: int = 2000
-    tsne_points: int = 2000
-    num_images: int = 16
-    num_samples: int = 64
-    interpolation_pairs: int = 8
-    interpolation_steps: int = 10
-    manifold_size: int = 15
+    max_points: int
+    tsne_points: int
+    num_images: int
+    num_samples: int
+    interpolation_pairs: int
+    interpolation_steps: int
+    manifold_size: int
     seed: int = 0
 
     def validate(self, prefix: str) -> GalleryOptions:
@@ -168,10 +169,10 @@ def render_gallery(
     model: AutoencoderModule,
     images: Tensor,
     labels: Tensor,
+    options: GalleryOptions,
     class_names: Sequence[str] = (),
     history: TrainingHistory | None = None,
     noise_rows: Sequence[dict[str, float]] = (),
-    options: GalleryOptions | None = None,
     batch_size: int = 1000,
 ) -> dict[str, Path]:
     """Draw every figure that applies to ``model`` on ``images`` (one split) into ``sink``.
@@ -179,7 +180,6 @@ def render_gallery(
     Runs on a forked RNG seeded with ``options.seed``: the figures are reproducible and the
     caller's random state (e.g. training's) is left as it was.
     """
-    options = options or GalleryOptions()
     with analysis.seeded(options.seed, model.device):
         n = min(options.num_images, len(images))
         with analysis.inference(model):

@@ -63,9 +63,3 @@ def no_schedule(optimizer: Optimizer, total_steps: int) -> None:
     scheduler update each step); the LR monitor still logs the optimiser's LR.
     """
     return None
-
-
-def constant(optimizer: Optimizer, total_steps: int) -> LRScheduler:
-    """The base LR throughout as a scheduler object (checkpoints from before ``no_schedule``
-    name it)."""
-    return LambdaLR(optimizer, lambda step: 1.0)

@@ -129,7 +129,7 @@ def test_mixed_folder_counts_shapes_and_range(mixed, tmp_path: Path) -> None:
     g = images["grey.png"]
     assert np.array_equal(g[0], g[1]) and np.array_equal(g[1], g[2])
     assert 60 < images["grey16.png"].mean() < 200  # scaled to 8 bits, not clipped to white
-    assert f"{len(good)} images at 16x16" in dm.describe()
+    assert f"{len(good)} images at 16x16" in dm.source_description
     assert snapshot(root) == before  # the image folder was only read
 
 
@@ -211,7 +211,7 @@ def test_second_setup_is_a_cache_hit_and_a_change_rebuilds(tmp_path: Path, monke
     write_crops(root, 24, 20)
     first = loaded(root, cache)
     assert len(list(cache.glob("*.npy"))) == 1 and len(list(cache.glob("*.json"))) == 1
-    assert "cache '" in first.describe()
+    assert "cache '" in first.source_description
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache is valid")
@@ -287,7 +287,7 @@ def test_without_cache_dir_nothing_is_written(tmp_path: Path) -> None:
     before = set(tmp_path.rglob("*"))
     dm = loaded(root, None, val_fraction=0.2, test_fraction=0.2)
     assert set(tmp_path.rglob("*")) == before
-    assert "not cached" in dm.describe()
+    assert "not cached" in dm.source_description
     assert not isinstance(dm.train_images.numpy(), np.memmap)
 
 

@@ -74,7 +74,7 @@ def test_auto_falls_back_to_sample_loudly(tmp_path: Path, caplog) -> None:
     assert any("bundled real MNIST sample" in r.getMessage() for r in caplog.records)
     assert dm.source_used == "sample"
     assert dm.split_sizes == {"train": 4000, "val": 500, "test": 500}
-    assert "sample" in dm.describe()
+    assert "sample" in dm.source_description
 
 
 def test_explicit_sample_is_quiet(recwarn) -> None:
@@ -176,7 +176,7 @@ def test_exclude_classes_only_from_train_and_val(idx_gz) -> None:
     assert (dm.test_labels == 0).sum() == 100 and (dm.test_labels == 7).sum() == 100
     assert dm.split_sizes["test"] == 1000
     assert dm.split_sizes["train"] + dm.split_sizes["val"] == 3200
-    assert "excluded" in dm.describe()
+    assert "excluded" in dm.source_description
 
 
 # -- Fashion-MNIST -----------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_fashion_reads_the_same_format(tmp_path: Path, sample_split) -> None:
     dm = MNISTDataModule(name="fashion_mnist", data_dir=tmp_path, val_size=400)
     dm.setup()
     assert dm.source_used == "idx" and dm.class_names[9] == "Ankle boot"
-    assert dm.describe().startswith("Fashion-MNIST")
+    assert dm.source_description.startswith("Fashion-MNIST")
 
 
 # -- download (no network) -------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_download_then_read(tmp_path: Path, sample_split, monkeypatch) -> None:
     dm = MNISTDataModule(data_dir=tmp_path, source="download", val_size=400)
     dm.prepare_data()
     dm.setup()
-    assert dm.source_used == "download" and "downloaded to" in dm.describe()
+    assert dm.source_used == "download" and "downloaded to" in dm.source_description
 
 
 # -- config validation ---------------------------------------------------------------------------

@@ -2,21 +2,13 @@ import pytest
 import torch
 
 from aelightning.errors import ConfigError
-from aelightning.nets.conv import ConvNet
 from aelightning.nets.discriminator import CodeDiscriminator
-from aelightning.nets.mlp import MLPNet
-from aelightning.nets.vgg import SegNetVGG
-
-NETS = [
-    lambda: MLPNet((1, 28, 28)),
-    lambda: ConvNet((1, 28, 28)),
-    lambda: SegNetVGG((1, 28, 28), base_width=8),
-]
+from tests.conftest import NETS, build_net
 
 
-@pytest.mark.parametrize("make", NETS)
-def test_hidden_dropout_hook_is_off_by_default_and_generic(make):
-    net = make()
+@pytest.mark.parametrize("name", NETS)
+def test_hidden_dropout_hook_is_off_by_default_and_generic(name):
+    net = build_net(name)
     x = torch.rand(4, 1, 28, 28)
     net.eval()
     before = net(x)
@@ -33,9 +25,9 @@ def test_hidden_dropout_hook_is_off_by_default_and_generic(make):
         net.set_hidden_dropout(1.0)
 
 
-@pytest.mark.parametrize("make", NETS)
-def test_encoder_parameters_are_the_encoders(make):
-    net = make()
+@pytest.mark.parametrize("name", NETS)
+def test_encoder_parameters_are_the_encoders(name):
+    net = build_net(name)
     encoder = {id(p) for p in net.encoder_parameters()}
     assert encoder and encoder < {id(p) for p in net.parameters()}
     code = net.encode(torch.rand(2, 1, 28, 28))
