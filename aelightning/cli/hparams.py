@@ -9,6 +9,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
+from aelightning.runtime.lightning_compat import tensorboard_file_writer
+
 HPARAM_METRICS = ("val/loss", "test/loss", "test/mse", "test/psnr")
 
 
@@ -47,7 +49,7 @@ def log_hparams(
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             # the trainer closed the writer at teardown; this reopens it (same log dir)
-            writer = logger.experiment._get_file_writer()
+            writer = tensorboard_file_writer(logger.experiment)
             for summary in hparams(params, metrics):
                 writer.add_summary(summary)
             logger.experiment.close()
