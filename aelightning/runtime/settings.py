@@ -21,24 +21,21 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
 from torch import nn
 
+from aelightning.config import setting, validated
 from aelightning.errors import ConfigError
 from aelightning.runtime.cpus import auto_cpu_threads, parallel_jobs
 from aelightning.runtime.lightning_compat import fused_optimizer_devices
 
 log = logging.getLogger("aelightning")
-
-T = TypeVar("T")
 
 
 class MatmulPrecision(str, Enum):
@@ -63,32 +60,21 @@ MOVED = {
 }
 
 
-def _use(hint: str, check: Callable[[Any], bool] | None = None) -> dict[str, Any]:
-    """Field metadata: what to tell a user who set a wrong value, and a value check beyond
-    the type (OmegaConf checks the type)."""
-    return {"use": hint, "check": check}
-
-
 @dataclass
 class RuntimeConfig:
     """Schema of the ``runtime`` block (documented in ``conf/train.yaml``)."""
 
-    cpu_threads: Union[int, str] = field(  # noqa: UP007 (OmegaConf reads typing.Union)
-        default="auto",
-        metadata=_use(
-            "auto or an integer >= 1", lambda v: v == "auto" or (type(v) is int and v >= 1)
-        ),
+    cpu_threads: Union[int, str] = setting(  # noqa: UP007 (OmegaConf reads typing.Union)
+        "auto", "auto or an integer >= 1", lambda v: v == "auto" or (type(v) is int and v >= 1)
     )
     flush_denormal: bool = True
     float32_matmul_precision: MatmulPrecision = MatmulPrecision.high
-    channels_last: Union[bool, str] = field(  # noqa: UP007
-        default="auto", metadata=_use("auto, true or false", lambda v: v in ("auto", True, False))
+    channels_last: Union[bool, str] = setting(  # noqa: UP007
+        "auto", "auto, true or false", lambda v: v in ("auto", True, False)
     )
     lean_hooks: bool = True
     compile_mode: CompileMode = CompileMode["default"]  # type: ignore[valid-type]
-    compile_backend: str = field(
-        default="inductor", metadata=_use("a torch.compile backend, e.g. inductor", bool)
-    )
+    compile_backend: str = setting("inductor", "a torch.compile backend, e.g. inductor", bool)
 
 
 @dataclass
@@ -97,59 +83,6 @@ class SpeedConfig:
 
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     compile: bool = False
-
-
-def _field(schema: type, path: list[str]) -> tuple[Any, type, Any]:
-    """The dataclass field at ``path`` (keys) of ``schema``, its type and its parent class;
-    a missing last key gives field None."""
-    hints = typing.get_type_hints(schema)
-    for f in fields(schema):
-        if f.name == path[0]:
-            kind = hints[f.name]
-            return _field(kind, path[1:]) if len(path) > 1 else (f, kind, schema)
-    return None, type(None), schema
-
-
-def _hint(f: Any, kind: type) -> str:
-    """What a user may set a field of type ``kind`` to."""
-    if f is not None and "use" in f.metadata:
-        return f.metadata["use"]
-    if isinstance(kind, type) and issubclass(kind, Enum):
-        return "one of " + ", ".join(kind.__members__)
-    return "true or false" if kind is bool else f"a {getattr(kind, '__name__', kind)}"
-
-
-def _not_allowed(key: str, value: Any, hint: str) -> ConfigError:
-    return ConfigError(f"{key}={value!r} is not allowed; use {hint}.")
-
-
-def validated(schema: type[T], values: Mapping[str, Any]) -> T:
-    """``values`` checked against ``schema`` (a dataclass, OmegaConf's structured config) and
-    returned as its instance; a wrong key, type or value is one ConfigError naming the key."""
-    try:
-        checked = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
-    except ConfigKeyError as exc:
-        key = str(exc.full_key)
-        _, _, parent = _field(schema, key.split("."))
-        known = ", ".join(f.name for f in fields(parent))
-        section = key.rpartition(".")[0] or "top-level"
-        raise ConfigError(f"{key} is not a {section} setting; use one of {known}.") from None
-    except ValidationError as exc:
-        key = str(exc.full_key)
-        f, kind, _ = _field(schema, key.split("."))
-        raise _not_allowed(key, exc.value, _hint(f, kind)) from None
-    _check_values(checked, "")
-    return checked  # type: ignore[return-value]
-
-
-def _check_values(obj: Any, prefix: str) -> None:
-    """The value checks of ``obj``'s fields (``_use(..., check)``), nested dataclasses too."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if is_dataclass(value):
-            _check_values(value, f"{prefix}{f.name}.")
-        elif f.metadata.get("check") and not f.metadata["check"](value):
-            raise _not_allowed(f"{prefix}{f.name}", value, f.metadata["use"])
 
 
 def _auto(value: Any) -> Any:
