@@ -229,9 +229,8 @@ def test_another_lightning_series_is_refused(monkeypatch):
     assert not compat.lightning_is_tested()
     assert "2.7.0 is not the tested 2.6 series" in str(compat.why_lean_hooks_cannot_run())
     with compat.lean_hooks() as installed:
-        assert installed is False and call._call_callback_hooks is compat.STOCK[
-            "_call_callback_hooks"
-        ]
+        assert installed is False
+        assert call._call_callback_hooks is compat.STOCK["_call_callback_hooks"]
 
 
 def test_lean_hooks_are_removed_when_the_fit_fails():
