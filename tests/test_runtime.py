@@ -101,6 +101,7 @@ def test_the_cli_reports_a_bad_runtime_value_in_one_sentence(
     assert "Traceback" not in err
 
 
+@pytest.mark.filterwarnings("ignore:You passed `deterministic=True` and `benchmark=True`")
 def test_the_cudnn_autotuner_is_lightnings_benchmark_on_unless_deterministic(make_cfg) -> None:
     """``trainer.benchmark`` defaults to ``not trainer.deterministic`` (the old
     ``runtime.cudnn_benchmark=auto``) and Lightning's Trainer sets torch's flag from it."""
