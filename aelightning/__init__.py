@@ -13,3 +13,5 @@ Where things live (each subpackage's docstring says how to add to it):
 """
 
 __version__ = "0.1.0"
+
+from aelightning import config as _config  # noqa: F401  (registers the configs' resolvers)

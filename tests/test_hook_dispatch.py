@@ -1,7 +1,9 @@
 """The lean hook dispatch makes the same calls as Lightning's: the same hooks of the module, the
 strategy and every callback, in the same order, with the same ``_current_fx_name``, and so the
-same trained weights; Lightning's own functions run whenever a profiler is set or
-``runtime.lean_hooks=false``, and for a Lightning whose functions it does not mirror."""
+same trained weights, in the training (automatic and manual optimisation, accumulated
+gradients), validation and test loops; it is in place only during a fit or test, and
+Lightning's own functions run whenever a profiler is set or ``runtime.lean_hooks=false``, and
+for a Lightning whose functions it does not mirror."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from omegaconf import open_dict
 
 from aelightning.checkpointing.checkpoint import load_checkpoint
 from aelightning.cli.train import train
-from aelightning.runtime import hook_dispatch
+from aelightning.runtime import lightning_compat as compat
 
 #: the module's and the strategy's hooks a fit goes through (each one recorded when called)
 MODULE_HOOKS = (
@@ -42,8 +44,15 @@ MODULE_HOOKS = (
     "on_train_epoch_end",
     "on_save_checkpoint",
     "on_fit_end",
+    "on_test_start",
+    "on_test_epoch_start",
+    "on_test_batch_start",
+    "test_step",
+    "on_test_batch_end",
+    "on_test_epoch_end",
+    "on_test_end",
 )
-STRATEGY_HOOKS = ("batch_to_device", "training_step", "validation_step", "backward")
+STRATEGY_HOOKS = ("batch_to_device", "training_step", "validation_step", "test_step", "backward")
 CALLBACK_HOOKS = (
     "on_train_epoch_start",
     "on_train_batch_start",
@@ -54,20 +63,28 @@ CALLBACK_HOOKS = (
     "on_train_batch_end",
     "on_validation_batch_end",
     "on_train_epoch_end",
+    "on_test_epoch_start",
+    "on_test_batch_end",
+    "on_test_epoch_end",
 )
 
 
 class HookRecorder(L.Callback):
     """Records, in call order, every hook above with the module's ``_current_fx_name``.
 
-    The module's and the strategy's hooks are wrapped on the instances at ``setup`` (before
-    the fit loop starts); its own callback hooks are defined on the class, and one more is set
-    on the instance only (the dispatch must find those too).
+    The module's and the strategy's hooks are wrapped on the instances at the fit's ``setup``
+    (before the fit loop starts); its own callback hooks are defined on the class, and one more
+    is set on the instance only (the dispatch must find those too). ``dispatch`` is the hook
+    caller Lightning's loops saw, per stage.
     """
 
     calls: ClassVar[list[tuple[str, str, str | None]]] = []
+    dispatch: ClassVar[dict[str, object]] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        HookRecorder.dispatch[stage] = call._call_callback_hooks
+        if stage != "fit":  # the test after the fit: same module and strategy, wrapped already
+            return
         HookRecorder.calls = []
         self._module = pl_module
         for owner, obj, names in (
@@ -102,42 +119,81 @@ for _hook in CALLBACK_HOOKS:
 
 
 def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str | None]], dict]:
-    """Two short epochs with validation and checkpoints, in their own run dir."""
+    """Two short epochs with validation and checkpoints, then the test loop, in their own run
+    dir; the calls recorded and the trained weights."""
     cfg = make_cfg(
-        "test=false",
+        "test=true",
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=3",
         "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
         "runtime.cpu_threads=1",
         *overrides,
     )
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).parent / name)
         cfg.callbacks.recorder = {"_target_": f"{__name__}.HookRecorder"}
+    HookRecorder.dispatch = {}
     train(cfg)
     state = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     return list(HookRecorder.calls), state["state_dict"]
 
 
-def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(make_cfg):
-    lean_calls, lean_weights = _fit(make_cfg, "lean")
-    assert call._call_callback_hooks is hook_dispatch.call_callback_hooks  # it was in use
-    stock_calls, stock_weights = _fit(make_cfg, "stock", "runtime.lean_hooks=false")
-    assert call._call_callback_hooks is hook_dispatch.STOCK["_call_callback_hooks"]
+@pytest.mark.parametrize(
+    ("case", "overrides", "expected"),
+    [
+        (
+            "automatic",
+            [],
+            {("module", "optimizer_step"), ("callback", "on_before_optimizer_step")},
+        ),
+        (
+            "manual",  # three optimisers stepped by the module itself
+            ["model=aae"],
+            {("module", "on_before_optimizer_step"), ("callback", "on_before_optimizer_step")},
+        ),
+        (
+            "accumulated",  # 3 batches, 2 steps an epoch
+            ["trainer.accumulate_grad_batches=2"],
+            {("module", "optimizer_step"), ("callback", "on_before_optimizer_step")},
+        ),
+    ],
+)
+def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(
+    make_cfg, case, overrides, expected
+):
+    lean_calls, lean_weights = _fit(make_cfg, f"{case}-lean", *overrides)
+    # in use for the fit and the test, and Lightning's own functions again afterwards
+    assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), compat.call_callback_hooks)
+    assert call._call_callback_hooks is compat.STOCK["_call_callback_hooks"]
+    stock_calls, stock_weights = _fit(
+        make_cfg, f"{case}-stock", *overrides, "runtime.lean_hooks=false"
+    )
+    assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), call._call_callback_hooks)
 
     assert lean_calls == stock_calls
     recorded = {(owner, name) for owner, name, _ in stock_calls}
     # every kind of hook was seen, each under its own name (callbacks and strategy inside)
-    expected = {
+    expected = expected | {
         ("module", "training_step"),
         ("strategy", "backward"),
-        ("callback", "on_before_optimizer_step"),
         ("callback", "on_validation_epoch_end"),  # the instance's own hook
+        ("module", "validation_step"),
+        ("strategy", "test_step"),
+        ("callback", "on_test_batch_end"),
     }
     assert expected <= recorded
     assert ("callback", "on_train_batch_end", "on_train_batch_end") in stock_calls
+    assert ("module", "test_step", "test_step") in stock_calls
     assert lean_weights.keys() == stock_weights.keys()
     assert all(torch.equal(lean_weights[k], stock_weights[k]) for k in lean_weights)
+
+
+def test_accumulation_steps_the_optimiser_every_second_batch(make_cfg):
+    calls, _ = _fit(make_cfg, "accumulated", "trainer.accumulate_grad_batches=2", "test=false")
+    steps = [c for c in calls if c[:2] == ("module", "optimizer_step")]
+    batches = [c for c in calls if c[:2] == ("module", "training_step")]
+    assert (len(batches), len(steps)) == (6, 4)  # 2 epochs of 3 batches: after 2nd and 3rd
 
 
 def test_a_profiler_gets_lightnings_dispatch_with_every_callback_named(make_cfg):
@@ -152,15 +208,36 @@ def test_a_profiler_gets_lightnings_dispatch_with_every_callback_named(make_cfg)
     assert "[Callback]ModelCheckpoint" in report and "on_train_batch_start" in report
 
 
-def test_an_unknown_lightning_is_left_as_it_is(monkeypatch):
-    hook_dispatch.uninstall()
-    changed = dict(hook_dispatch.STOCK_PARAMETERS, _call_strategy_hook=("trainer", "hook"))
-    monkeypatch.setattr(hook_dispatch, "STOCK_PARAMETERS", changed)
-    assert hook_dispatch.install() is False
-    assert all(getattr(call, n) is f for n, f in hook_dispatch.STOCK.items())
+def test_an_unknown_lightning_is_left_as_it_is(monkeypatch, caplog):
+    changed = dict(compat.STOCK_PARAMETERS, _call_strategy_hook=("trainer", "hook"))
+    monkeypatch.setattr(compat, "STOCK_PARAMETERS", changed)
+    with caplog.at_level("WARNING", logger="aelightning"):
+        for _ in range(2):
+            with compat.lean_hooks() as installed:
+                assert installed is False
+                assert all(getattr(call, n) is f for n, f in compat.STOCK.items())
+    assert len([r for r in caplog.records if "lean_hooks" in r.getMessage()]) == 1  # once
     monkeypatch.undo()
-    assert hook_dispatch.install() is True
-    assert all(getattr(call, n) is f for n, f in hook_dispatch.REPLACEMENTS.items())
+    with compat.lean_hooks() as installed:
+        assert installed is True
+        assert all(getattr(call, n) is f for n, f in compat.REPLACEMENTS.items())
+    assert all(getattr(call, n) is f for n, f in compat.STOCK.items())
+
+
+def test_another_lightning_series_is_refused(monkeypatch):
+    monkeypatch.setattr(compat.lightning, "__version__", "2.7.0")
+    assert not compat.lightning_is_tested()
+    assert "2.7.0 is not the tested 2.6 series" in str(compat.why_lean_hooks_cannot_run())
+    with compat.lean_hooks() as installed:
+        assert installed is False
+        assert call._call_callback_hooks is compat.STOCK["_call_callback_hooks"]
+
+
+def test_lean_hooks_are_removed_when_the_fit_fails():
+    with pytest.raises(RuntimeError), compat.lean_hooks():
+        assert call._call_strategy_hook is compat.call_strategy_hook
+        raise RuntimeError("the fit failed")
+    assert call._call_strategy_hook is compat.STOCK["_call_strategy_hook"]
 
 
 @pytest.mark.parametrize("where", ["class", "instance", "none"])
@@ -173,10 +250,10 @@ def test_callbacks_are_called_exactly_when_they_define_the_hook(where):
     mine = Mine()
     if where == "instance":
         mine.on_train_batch_end = lambda *a: None
-    with_hook = hook_dispatch.callbacks_with_hook([mine], "on_train_batch_end")
+    with_hook = compat.callbacks_with_hook([mine], "on_train_batch_end")
     assert (with_hook == [mine]) is (where != "none")
     # a hook Callback lacks counts as its own
-    assert hook_dispatch.callbacks_with_hook([mine], "a_hook_callback_lacks") == [mine]
+    assert compat.callbacks_with_hook([mine], "a_hook_callback_lacks") == [mine]
 
 
 def test_monitoring_callbacks_are_lightnings_two_kinds():
@@ -188,6 +265,6 @@ def test_monitoring_callbacks_are_lightnings_two_kinds():
 
     kinds = [ModelCheckpoint(), Plain(), EarlyStopping(monitor="val/loss")]
     hook = "on_validation_end"  # all three define it
-    assert hook_dispatch.callbacks_with_hook(kinds, hook) == kinds
-    assert hook_dispatch.callbacks_with_hook(kinds, hook, True) == [kinds[0], kinds[2]]
-    assert hook_dispatch.callbacks_with_hook(kinds, hook, False) == [kinds[1]]
+    assert compat.callbacks_with_hook(kinds, hook) == kinds
+    assert compat.callbacks_with_hook(kinds, hook, True) == [kinds[0], kinds[2]]
+    assert compat.callbacks_with_hook(kinds, hook, False) == [kinds[1]]

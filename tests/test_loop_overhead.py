@@ -1,5 +1,6 @@
 """The cheaper loop pieces change no result: no profiler unless one is configured (and then
-Lightning's, with its report), plain attributes set like nn.Module would set them."""
+Lightning's, with its report), and the hook name the lean dispatch sets is an ordinary
+attribute, as nn.Module would set it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
-import torch
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import open_dict
-from torch import nn
 
-from aelightning.builders import build_model
 from aelightning.cli.train import train
-from aelightning.runtime.loop_overhead import NoProfiler, PlainAttributes
+from aelightning.runtime.loop_overhead import NoProfiler
 
 
 class ProfilerSpy(L.Callback):
@@ -24,10 +22,9 @@ class ProfilerSpy(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         registries = (pl_module._parameters, pl_module._buffers, pl_module._modules)
-        plain = pl_module.plain_attributes
         ProfilerSpy.seen = {
             "profiler": trainer.profiler,
-            "registered": [n for n in plain if any(n in r for r in registries)],
+            "registered": [r for r in registries if "_current_fx_name" in r],
             "fx_name": pl_module.__dict__.get("_current_fx_name", "missing"),
         }
 
@@ -38,7 +35,7 @@ def _with_spy(cfg):
     return cfg
 
 
-def test_default_run_uses_no_profiler_and_keeps_plain_attributes_plain(make_cfg):
+def test_default_run_uses_no_profiler_and_keeps_the_hook_name_plain(make_cfg):
     train(_with_spy(make_cfg("test=false")))
     seen = ProfilerSpy.seen
     assert isinstance(seen["profiler"], NoProfiler)
@@ -65,22 +62,3 @@ def test_no_profiler_profile_is_a_reusable_no_op():
         pass
     assert first is None
     assert profiler.summary() == ""
-
-
-def test_plain_attributes_skip_the_registries_and_others_do_not(make_cfg):
-    class Probe(PlainAttributes):
-        plain_attributes = frozenset({"tag", "cache"})
-
-    probe = Probe()
-    probe.tag = "x"
-    probe.cache = torch.ones(2)  # a tensor, but listed: an ordinary attribute
-    probe.layer = nn.Linear(2, 2)  # not listed: registered as a submodule
-    probe.scale = nn.Parameter(torch.ones(1))
-    assert probe.__dict__["tag"] == "x" and torch.equal(probe.cache, torch.ones(2))
-    assert set(probe._modules) == {"layer"} and set(probe._parameters) == {"scale"}
-    assert len(list(probe.parameters())) == 3
-
-    module = build_model(make_cfg(), (1, 28, 28))
-    module._current_fx_name = "training_step"
-    assert module.__dict__["_current_fx_name"] == "training_step"
-    assert "_current_fx_name" not in module.state_dict()

@@ -1,12 +1,12 @@
-"""Fast paths: runtime settings from the config, the throttled progress bar, and a training
-step that never copies image data between host and device."""
+"""Fast paths: runtime settings from the config (checked against their schema), the cuDNN
+autotuner and fused optimiser steps where the libraries read them, the throttled progress
+bar, and a training step that never copies image data between host and device."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from functools import partial
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -17,19 +17,18 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from aelightning.builders import build_model
 from aelightning.callbacks.progress import ThrottledRichProgressBar
+from aelightning.cli.reporting import run_reporting_errors
 from aelightning.cli.train import train
 from aelightning.data.mnist import MNISTDataModule
 from aelightning.errors import ConfigError
 from aelightning.nets.conv import ConvNet
 from aelightning.runtime.cpus import auto_cpu_threads, available_cpus
 from aelightning.runtime.settings import (
-    PreferFused,
     RuntimeSettings,
     compile_in_place,
     configure_model,
     configure_process,
     skip_nvml_check,
-    wants_fused,
 )
 from tests.conftest import ROOT
 
@@ -54,7 +53,7 @@ def test_defaults_come_from_the_real_config(make_cfg) -> None:
     cfg = make_cfg()
     settings = RuntimeSettings.from_config(cfg.runtime, cfg.compile)
     assert settings == RuntimeSettings()  # the yaml and the dataclass agree
-    assert settings.cpu_threads is None and settings.fused_optimizer and not settings.compile
+    assert settings.cpu_threads is None and cfg.model.optimizer.fused and not settings.compile
 
 
 @pytest.mark.parametrize(
@@ -65,17 +64,63 @@ def test_defaults_come_from_the_real_config(make_cfg) -> None:
         ({"float32_matmul_precision": "low"}, False, "runtime.float32_matmul_precision"),
         ({"cudnn_benchmark": "yes"}, False, "runtime.cudnn_benchmark"),
         ({"channels_last": 1}, False, "runtime.channels_last"),
+        ({"channels_last": "sometimes"}, False, "runtime.channels_last"),
         ({"fused_optimizer": "auto"}, False, "runtime.fused_optimizer"),
-        ({"flush_denormal": "yes"}, False, "runtime.flush_denormal"),
-        ({"lean_hooks": "on"}, False, "runtime.lean_hooks"),
+        # OmegaConf's bool reads yes/no/on/off too: these are values it does not read
+        ({"flush_denormal": "maybe"}, False, "runtime.flush_denormal"),
+        ({"lean_hooks": "sometimes"}, False, "runtime.lean_hooks"),
         ({"compile_mode": "fast"}, False, "runtime.compile_mode"),
+        ({"compile_backend": ""}, False, "runtime.compile_backend"),
         ({"threads": 2}, False, "runtime.threads"),
-        ({}, "yes", "compile="),
+        ({}, "maybe", "compile="),
     ],
 )
 def test_bad_values_name_the_key(block, compile_value, key) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         RuntimeSettings.from_config(block, compile_value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("runtime.cpu_threads=many", "error: runtime.cpu_threads='many' is not allowed; use auto"),
+        ("runtime.float32_matmul_precision=low", "use one of highest, high, medium."),
+        # a config written for the old keys: one sentence saying where the setting went
+        ("+runtime.cudnn_benchmark=true", "error: runtime.cudnn_benchmark is no longer a "),
+        ("+runtime.fused_optimizer=false", "set model.optimizer.fused"),
+    ],
+)
+def test_the_cli_reports_a_bad_runtime_value_in_one_sentence(
+    make_cfg, capsys, override, expected
+) -> None:
+    with pytest.raises(SystemExit):
+        run_reporting_errors(lambda: train(make_cfg(override)))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore:You passed `deterministic=True` and `benchmark=True`")
+def test_the_cudnn_autotuner_is_lightnings_benchmark_on_unless_deterministic(make_cfg) -> None:
+    """``trainer.benchmark`` defaults to ``not trainer.deterministic`` (the old
+    ``runtime.cudnn_benchmark=auto``) and Lightning's Trainer sets torch's flag from it."""
+    import hydra
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        for overrides, expected in (
+            ([], True),
+            (["trainer.deterministic=true"], False),
+            (["trainer.deterministic=true", "trainer.benchmark=true"], True),
+            (["trainer.benchmark=false"], False),
+        ):
+            cfg = make_cfg(*overrides)
+            assert cfg.trainer.benchmark is expected
+            hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
+            assert torch.backends.cudnn.benchmark is expected
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def test_threads_are_set_on_cpu(restore_torch_settings) -> None:
@@ -109,33 +154,54 @@ def test_nvml_check_is_dropped_only_without_gpus(restore_torch_settings) -> None
 
 
 # ----------------------------------------------------------------------------- optimiser
-def test_adam_factory_becomes_fused_on_cpu() -> None:
-    params = [torch.nn.Parameter(torch.randn(3, 3))]
-    factory = partial(torch.optim.Adam, lr=1e-3)
-    assert wants_fused(factory)
-    optimizer = PreferFused(factory)(iter(params))
-    assert optimizer.defaults["fused"] is True and optimizer.defaults["lr"] == 1e-3
-    # the user's explicit choice wins, and non-optimiser callables are left alone
-    assert not wants_fused(partial(torch.optim.Adam, lr=1e-3, foreach=False))
-    assert not wants_fused(partial(torch.optim.Adam, fused=False))
-    assert not wants_fused(lambda p: torch.optim.Adam(p))
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_configured_optimisers_take_torchs_fused_step(make_cfg, name) -> None:
+    module = build_model(make_cfg(f"model/optimizer={name}"), (1, 28, 28))
+    assert configure_model(module, RuntimeSettings(), "cpu") == {}  # nothing to change on CPU
+    optimizer = module.optimizer_factory(module.parameters())
+    assert optimizer.defaults["fused"] is True
+    module(torch.rand(4, 1, 28, 28)).square().mean().backward()
+    optimizer.step()  # torch checks fused support here
 
 
-def test_unsupported_fused_falls_back() -> None:
-    """torch only checks at the first step; a fused Adam on meta parameters would fail there."""
-    params = [torch.nn.Parameter(torch.zeros(3, 3, device="meta"))]
-    optimizer = PreferFused(partial(torch.optim.Adam, lr=1e-3))(params)
-    assert not optimizer.defaults.get("fused") and optimizer.defaults["lr"] == 1e-3
-    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
-    assert PreferFused(partial(torch.optim.SGD, lr=0.1))(groups).defaults["fused"] is True
-    assert not wants_fused(partial(torch.optim.Adagrad, lr=0.1))  # no CUDA kernel
+def test_fused_falls_back_where_torch_has_no_fused_step(make_cfg, caplog) -> None:
+    """torch only checks at the first step: fused Adam on ``meta`` parameters (a device
+    without fused kernels) would fail there; the unfused step runs instead, with a warning."""
+    module = build_model(make_cfg("model=aae"), (1, 28, 28)).to("meta")
+    with caplog.at_level("WARNING", logger="aelightning"):
+        applied = configure_model(module, RuntimeSettings(), "meta")
+    assert applied == {
+        f"model.{key}.fused": "false (not on meta)"
+        for key in ("optimizer", "d_optimizer", "g_optimizer")
+    }
+    assert "model.d_optimizer.fused=true: torch has no fused optimiser step" in caplog.text
+    for factory in (module.optimizer_factory, module.d_optimizer_factory):
+        optimizer = factory(module.parameters())
+        assert optimizer.defaults["fused"] is False and optimizer.defaults["lr"] > 0
+        for p in module.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+    with pytest.raises(RuntimeError, match="fused=True"):  # what the fallback avoids
+        optimizer = torch.optim.Adam(module.parameters(), fused=True)
+        optimizer.step()
+
+
+def test_fused_and_foreach_together_name_the_key(make_cfg) -> None:
+    module = build_model(make_cfg("+model.optimizer.foreach=true"), (1, 28, 28))
+    with pytest.raises(ConfigError, match=r"model\.optimizer: fused=true and foreach=true"):
+        configure_model(module, RuntimeSettings(), "cpu")
+    module = build_model(
+        make_cfg("model.optimizer.fused=false", "+model.optimizer.foreach=true"), (1, 28, 28)
+    )
+    configure_model(module, RuntimeSettings(), "cpu")
+    assert module.optimizer_factory(module.parameters()).defaults["foreach"] is True
 
 
 def test_configure_model_on_the_real_module(make_cfg) -> None:
     cfg = make_cfg()
     module = build_model(cfg, (1, 28, 28))
     applied = configure_model(module, RuntimeSettings(), "cpu")
-    assert applied == {"fused_optimizer": True}  # no channels_last on CPU, no compile
+    assert applied == {}  # no channels_last on CPU, no compile, fused as configured
     optimizer = module.optimizer_factory(module.parameters())
     assert optimizer.defaults["fused"] is True
 

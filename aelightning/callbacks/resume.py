@@ -39,6 +39,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from aelightning.errors import AELightningError, check
+from aelightning.runtime.lightning_compat import load_pending_loader_states
 
 log = logging.getLogger("aelightning")
 
@@ -274,9 +275,7 @@ def _load_pending_loader_states(trainer: L.Trainer) -> None:
     batch. The loader here starts iterating lazily, so loading the state before the first batch
     is still in time. Once Lightning fixes this, nothing is pending here and this does nothing.
     """
-    fit_loop = trainer.fit_loop
-    if getattr(fit_loop, "_combined_loader_states_to_load", None) and fit_loop.restarting:
-        fit_loop._load_combined_loader_states()
+    load_pending_loader_states(trainer.fit_loop)
 
 
 def interrupted_error(trainer: L.Trainer, exc: BaseException, run_dir: str) -> BaseException:

@@ -26,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from aelightning.checkpointing.atomic import atomic_file
 from aelightning.errors import CheckpointError
+from aelightning.runtime.lightning_compat import is_local_path
 
 log = logging.getLogger("aelightning")
+
+#: a checkpoint's location: a local path or a URL (as Lightning's ``_PATH``)
+_PATH = str | os.PathLike[str]
 
 #: Extra classes/functions a checkpoint may reference. Nothing of the project's is pickled into
 #: checkpoints today (the config is stored as plain dicts, RNG states as tensors and ints; a test
@@ -44,6 +46,8 @@ SAFE_GLOBALS: list[Any] = []
 
 #: config groups that define the trained model and its batches: a resume must match them
 RESUME_MUST_MATCH = ("net", "model", "noise", "data", "seed")
+#: optimiser keys (``model.optimizer.fused``...) that say how fast a step runs, not what it does
+OPTIMIZER_SPEED_KEYS = frozenset({"fused", "foreach"})
 #: data keys that say where or how fast data is read, not what is trained on
 DATA_LOCATION_KEYS = frozenset(
     {"data_dir", "download", "on_device", "eval_batch_size", "num_workers", "cache_dir"}
@@ -73,7 +77,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
     ) -> None:
-        if storage_options is not None or not _is_local_file_protocol(path):
+        if storage_options is not None or not is_local_path(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         atomic_torch_save(checkpoint, path)
@@ -87,7 +91,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Always weights-only: a resume must not execute code from a file."""
         if weights_only is False:
             log.warning("ignoring weights_only=False: checkpoints are always loaded weights-only")
-        if not _is_local_file_protocol(path):
+        if not is_local_path(path):
             with _safe_load_errors(path):
                 return super().load_checkpoint(path, map_location, weights_only=True)
         return load_checkpoint(path, map_location=map_location)
@@ -130,7 +134,7 @@ def _safe_load_errors(path: _PATH) -> Iterator[None]:
 
 def load_checkpoint(path: _PATH, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with clear errors; never runs pickled code."""
-    if _is_local_file_protocol(path) and not Path(path).is_file():
+    if is_local_path(path) and not Path(path).is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist or is not a file.")
     with _safe_load_errors(path):
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -283,6 +287,8 @@ def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: _
         if group == "data" and isinstance(before, Mapping) and isinstance(now, Mapping):
             before = {k: v for k, v in before.items() if k not in DATA_LOCATION_KEYS}
             now = {k: v for k, v in now.items() if k not in DATA_LOCATION_KEYS}
+        if group == "model":
+            before, now = _without_optimizer_speed_keys(before), _without_optimizer_speed_keys(now)
         key = _first_difference(before, now, group)
         if key is not None:
             was, is_ = _lookup(saved, key), _lookup(current, key)
@@ -290,6 +296,17 @@ def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: _
                 f"checkpoint '{path}' was trained with {key}={was!r} but this run has "
                 f"{key}={is_!r}; repeat the original run's overrides to continue it."
             )
+
+
+def _without_optimizer_speed_keys(model: Any) -> Any:
+    if not isinstance(model, Mapping):
+        return model
+    return {
+        k: {o: x for o, x in v.items() if o not in OPTIMIZER_SPEED_KEYS}
+        if isinstance(v, Mapping) and str(k).endswith("optimizer")
+        else v
+        for k, v in model.items()
+    }
 
 
 def _first_difference(a: Any, b: Any, key: str) -> str | None:

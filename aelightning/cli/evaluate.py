@@ -34,6 +34,7 @@ from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
 from aelightning.models.base import AutoencoderModule
+from aelightning.runtime.lightning_compat import tensorboard_file_writer
 
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -97,7 +98,7 @@ def log_to_tensorboard(writer: Any, metrics: dict[str, float], run_cfg: DictConf
     config = OmegaConf.to_container(run_cfg, resolve=True)
     params = flatten_config({k: v for k, v in config.items() if k != "hydra"})  # type: ignore[union-attr]
     for summary in hparams(params, metrics):
-        writer._get_file_writer().add_summary(summary)
+        tensorboard_file_writer(writer).add_summary(summary)
     writer.flush()
 
 

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams
 
 from aelightning.evaluation.metrics import HEADLINE_METRICS
+from aelightning.runtime.lightning_compat import tensorboard_file_writer
 
 
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -47,7 +48,7 @@ def log_hparams(
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             # the trainer closed the writer at teardown; this reopens it (same log dir)
-            writer = logger.experiment._get_file_writer()
+            writer = tensorboard_file_writer(logger.experiment)
             for summary in hparams(params, metrics):
                 writer.add_summary(summary)
             logger.experiment.close()

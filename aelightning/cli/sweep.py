@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from aelightning.checkpointing.atomic import read_json, write_json, write_text_atomic
 from aelightning.cli.reporting import find_user_error
 from aelightning.evaluation.metrics import HEADLINE_METRICS
+from aelightning.runtime.lightning_compat import job_exception
 
 log = logging.getLogger("aelightning")
 
@@ -72,7 +73,7 @@ def job_record(job_dir: Path, job_return: JobReturn, num: int) -> dict[str, Any]
     metrics = read_json(metrics_file)["metrics"] if ok and metrics_file.is_file() else {}
     error = None
     if not ok:
-        exc = job_return._return_value
+        exc = job_exception(job_return)
         error = (str(find_user_error(exc) or exc).strip().splitlines() or [repr(exc)])[0]
     return {
         "num": num,

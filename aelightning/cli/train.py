@@ -32,7 +32,7 @@ from aelightning.cli.reporting import run_reporting_errors
 from aelightning.cli.summary import print_summary
 from aelightning.config import CONFIG_DIR
 from aelightning.evaluation.metrics import scalar_metrics
-from aelightning.runtime import hook_dispatch
+from aelightning.runtime.lightning_compat import lean_hooks
 from aelightning.runtime.loop_overhead import profiler_override
 from aelightning.runtime.settings import RuntimeSettings, configure_early, configure_runtime
 
@@ -59,11 +59,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = build_callbacks(cfg.get("callbacks"))
     if not loggers:  # `logger=none`: nothing to send learning rates to (Lightning would refuse)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    # hooks called without profiler contexts when none is configured (or Lightning's own)
-    if settings.lean_hooks:
-        hook_dispatch.install()
-    else:
-        hook_dispatch.uninstall()
     trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,
@@ -71,12 +66,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **profiler_override(cfg.trainer.get("profiler")),
         plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename; weights-only loads
     )
-    configure_runtime(cfg, model, trainer)  # threads, TF32, fused optimiser, compile
+    configure_runtime(cfg, model, trainer)  # threads, TF32, channels_last, compile
     for logger in trainer.loggers:
         logger.log_hyperparams(model.run_config)  # hparams.yaml beside the events
 
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:  # hooks called without profiler contexts when none is configured (lean_hooks)
+        with lean_hooks(settings.lean_hooks):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (SystemExit, KeyboardInterrupt) as exc:  # Ctrl-C / SIGTERM, after last.ckpt was saved
         raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
     metrics = scalar_metrics(trainer.callback_metrics)
@@ -89,7 +85,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("seed") is not None:
             L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         try:
-            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            with lean_hooks(settings.lean_hooks):
+                trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         except (SystemExit, KeyboardInterrupt) as exc:
             raise interrupted_error(trainer, exc, str(cfg.paths.output_dir)) from None
         metrics.update(scalar_metrics(trainer.callback_metrics))

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.fabric.utilities.apply_func import _BLOCKING_DEVICE_TYPES
 from torch import Tensor
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -28,7 +27,11 @@ from aelightning.errors import ConfigError, check
 from aelightning.evaluation.metrics import per_image_mse, psnr
 from aelightning.models.noise import Noise, NoNoise
 from aelightning.nets.base import AutoencoderNet
-from aelightning.runtime.loop_overhead import PlainAttributes
+from aelightning.runtime.lightning_compat import (
+    BLOCKING_DEVICE_TYPES,
+    loggers_write_this_step,
+    trainer_of,
+)
 
 RECON_LOSSES = ("mse", "bce")
 
@@ -79,7 +82,7 @@ class StepOutput:
         return self.terms["loss"]
 
 
-class AutoencoderModule(PlainAttributes, L.LightningModule):
+class AutoencoderModule(L.LightningModule):
     """Shared training logic for every objective; the plain AE is this with no extras.
 
     Args:
@@ -100,8 +103,6 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
     needs_unconstrained_code: ClassVar[bool] = False
     #: the name users select this objective by (``model=<name>``), for error messages
     config_name: ClassVar[str] = "ae"
-    #: set every step by Lightning or by this class; never parameters, buffers or modules
-    plain_attributes: ClassVar[frozenset[str]] = frozenset({"_current_fx_name", "last_train_terms"})
 
     def __init__(
         self,
@@ -201,7 +202,7 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
         returned as it is, no copy. Lightning's generic walk over the collection does the same
         in ~100 Python calls per step; any other batch still takes it."""
         if type(batch) in (tuple, list) and all(type(t) is Tensor for t in batch):
-            non_blocking = device.type not in _BLOCKING_DEVICE_TYPES  # as Lightning's
+            non_blocking = device.type not in BLOCKING_DEVICE_TYPES  # as Lightning's
             return type(batch)(t.to(device, non_blocking=non_blocking) for t in batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
@@ -244,11 +245,8 @@ class AutoencoderModule(PlainAttributes, L.LightningModule):
         """Whether this training step's ``on_step`` values are worth logging: the logger
         writes them (every ``trainer.log_every_n_steps`` batches, and when training stops),
         or it is the epoch's last batch (the run summary shows the latest values)."""
-        trainer = self._trainer
-        connector = getattr(trainer, "_logger_connector", None)
-        if connector is None:
-            return True
-        return bool(connector.should_update_logs or trainer.is_last_batch)
+        trainer = trainer_of(self)
+        return trainer is None or loggers_write_this_step(trainer) or trainer.is_last_batch
 
     def on_train_epoch_start(self) -> None:
         # not called for an epoch resumed in the middle: the checkpoint restored its state

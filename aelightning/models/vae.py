@@ -18,6 +18,7 @@ from torch.distributions import Normal, kl_divergence
 
 from aelightning.errors import check
 from aelightning.models.base import AutoencoderModule
+from aelightning.runtime.lightning_compat import trainer_of
 
 
 def gaussian_posterior(code: Tensor) -> Normal:
@@ -119,7 +120,7 @@ class VariationalAutoencoder(AutoencoderModule):
         if not self.training:
             return self.beta
         steps = self.kl_warmup_steps
-        if self.kl_warmup_epochs and self._trainer is not None:
+        if self.kl_warmup_epochs and trainer_of(self) is not None:
             trainer = self.trainer
             per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
             steps = self.kl_warmup_epochs * max(1, per_epoch)

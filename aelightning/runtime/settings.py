@@ -2,59 +2,101 @@
 
 Two levels, both applied by :func:`configure_runtime` right before fitting:
 
-- process-wide: CPU intra-op threads, float32 matmul precision (TF32 on Ampere+ GPUs), the
-  cuDNN autotuner;
-- per model, in place: fused optimiser kernels, ``channels_last`` for conv nets on a GPU, and
-  ``torch.compile`` of the net's encoder and decoder through ``nn.Module.compile()``, which
-  keeps every ``state_dict`` key (no ``_orig_mod.`` prefix), so checkpoints load either way.
+- process-wide: CPU intra-op threads, denormal flushing, float32 matmul precision (TF32 on
+  Ampere+ GPUs);
+- per model, in place: ``channels_last`` for conv nets on a GPU, and ``torch.compile`` of the
+  net's encoder and decoder through ``nn.Module.compile()``, which keeps every ``state_dict``
+  key (no ``_orig_mod.`` prefix), so checkpoints load either way.
 
-None of them changes what is computed, only how fast (TF32 and fused kernels round
-differently in the last bits).
+None of them changes what is computed, only how fast (TF32 rounds differently in the last
+bits). Two speed switches live where their library reads them: the cuDNN autotuner is
+Lightning's ``trainer.benchmark``, the fused optimiser step torch's ``model.optimizer.fused``.
+
+:class:`RuntimeConfig` is the block's schema (an OmegaConf structured config): a wrong key or
+type is one sentence naming it, before any work starts.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.optim import Optimizer
 
+from aelightning.config import setting, validated
 from aelightning.errors import ConfigError
 from aelightning.runtime.cpus import auto_cpu_threads, parallel_jobs
+from aelightning.runtime.lightning_compat import fused_optimizer_devices
 
 log = logging.getLogger("aelightning")
 
-MATMUL_PRECISIONS = ("highest", "high", "medium")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-#: cgroup v2 / v1 files that cap how much CPU time this process may use
+
+class MatmulPrecision(str, Enum):
+    """``torch.set_float32_matmul_precision``'s levels."""
+
+    highest = "highest"
+    high = "high"
+    medium = "medium"
 
 
-def _auto_bool(value: Any, key: str) -> bool | None:
-    """``auto`` -> None, true/false -> bool; anything else is a ConfigError naming ``key``."""
-    if value is None or value == "auto":
-        return None
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{key}={value!r} is not allowed; use auto, true or false.")
+#: ``torch.compile``'s modes (the names are not Python identifiers, hence the functional API)
+CompileMode = Enum(  # type: ignore[misc]
+    "CompileMode",
+    {m: m for m in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")},
+    type=str,
+)
+
+#: keys the runtime block used to have, and where the setting lives now
+MOVED = {
+    "cudnn_benchmark": "trainer.benchmark (Lightning's cuDNN autotuner switch)",
+    "fused_optimizer": "model.optimizer.fused (torch's fused optimiser step)",
+}
+
+
+@dataclass
+class RuntimeConfig:
+    """Schema of the ``runtime`` block (documented in ``conf/train.yaml``)."""
+
+    cpu_threads: Union[int, str] = setting(  # noqa: UP007 (OmegaConf reads typing.Union)
+        "auto", "auto or an integer >= 1", lambda v: v == "auto" or (type(v) is int and v >= 1)
+    )
+    flush_denormal: bool = True
+    float32_matmul_precision: MatmulPrecision = MatmulPrecision.high
+    channels_last: Union[bool, str] = setting(  # noqa: UP007
+        "auto", "auto, true or false", lambda v: v in ("auto", True, False)
+    )
+    lean_hooks: bool = True
+    compile_mode: CompileMode = CompileMode["default"]  # type: ignore[valid-type]
+    compile_backend: str = setting("inductor", "a torch.compile backend, e.g. inductor", bool)
+
+
+@dataclass
+class SpeedConfig:
+    """The keys this module reads: the ``runtime`` block and the top-level ``compile``."""
+
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    compile: bool = False
+
+
+def _auto(value: Any) -> Any:
+    return None if value == "auto" else value
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """The validated ``runtime`` block (see ``conf/train.yaml``); None means ``auto``."""
+    """The validated ``runtime`` block and ``compile`` key; None means ``auto``."""
 
     cpu_threads: int | None = None
     flush_denormal: bool = True
     float32_matmul_precision: str = "high"
-    cudnn_benchmark: bool | None = None
     channels_last: bool | None = None
-    fused_optimizer: bool = True
     lean_hooks: bool = True
     compile: bool = False
     compile_mode: str = "default"
@@ -64,60 +106,24 @@ class RuntimeSettings:
     def from_config(
         cls, runtime: Mapping[str, Any] | None, compile: Any = False
     ) -> RuntimeSettings:
-        """Validate ``runtime.*`` and the top-level ``compile`` key; unknown keys are errors."""
+        """Check ``runtime.*`` and the top-level ``compile`` against :class:`SpeedConfig`."""
+        if isinstance(runtime, DictConfig):
+            runtime = OmegaConf.to_container(runtime, resolve=True)  # type: ignore[assignment]
         block = dict(runtime or {})
-        known = {f for f in cls.__dataclass_fields__ if f != "compile"}
-        unknown = sorted(set(block) - known)
-        if unknown:
-            raise ConfigError(
-                f"runtime.{unknown[0]} is not a runtime setting; use one of "
-                f"{', '.join(sorted(known))}."
-            )
-        threads = block.get("cpu_threads", "auto")
-        if threads in (None, "auto"):
-            threads = None
-        elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"runtime.cpu_threads={threads!r} must be auto or an integer >= 1.")
-        precision = block.get("float32_matmul_precision", "high")
-        if precision not in MATMUL_PRECISIONS:
-            raise ConfigError(
-                f"runtime.float32_matmul_precision={precision!r} is not allowed; use one of "
-                f"{', '.join(MATMUL_PRECISIONS)}."
-            )
-        fused = block.get("fused_optimizer", True)
-        if not isinstance(fused, bool):
-            raise ConfigError(f"runtime.fused_optimizer={fused!r} must be true or false.")
-        lean = block.get("lean_hooks", True)
-        if not isinstance(lean, bool):
-            raise ConfigError(f"runtime.lean_hooks={lean!r} must be true or false.")
-        flush = block.get("flush_denormal", True)
-        if not isinstance(flush, bool):
-            raise ConfigError(f"runtime.flush_denormal={flush!r} must be true or false.")
-        if not isinstance(compile, bool):
-            raise ConfigError(f"compile={compile!r} must be true or false.")
-        mode = block.get("compile_mode", "default")
-        if mode not in COMPILE_MODES:
-            raise ConfigError(
-                f"runtime.compile_mode={mode!r} is not allowed; use one of "
-                f"{', '.join(COMPILE_MODES)}."
-            )
-        backend = block.get("compile_backend", "inductor")
-        if not isinstance(backend, str) or not backend:
-            raise ConfigError(
-                f"runtime.compile_backend={backend!r} must name a torch.compile backend, "
-                "e.g. inductor."
-            )
+        for key, where in MOVED.items():
+            if key in block:
+                raise ConfigError(f"runtime.{key} is no longer a runtime setting; set {where}.")
+        speed = validated(SpeedConfig, {"runtime": block, "compile": compile})
+        checked = speed.runtime
         return cls(
-            cpu_threads=threads,
-            flush_denormal=flush,
-            float32_matmul_precision=precision,
-            cudnn_benchmark=_auto_bool(block.get("cudnn_benchmark"), "runtime.cudnn_benchmark"),
-            channels_last=_auto_bool(block.get("channels_last"), "runtime.channels_last"),
-            fused_optimizer=fused,
-            lean_hooks=lean,
-            compile=compile,
-            compile_mode=mode,
-            compile_backend=backend,
+            cpu_threads=_auto(checked.cpu_threads),
+            flush_denormal=checked.flush_denormal,
+            float32_matmul_precision=checked.float32_matmul_precision.value,
+            channels_last=_auto(checked.channels_last),
+            lean_hooks=checked.lean_hooks,
+            compile=speed.compile,
+            compile_mode=checked.compile_mode.value,
+            compile_backend=checked.compile_backend,
         )
 
 
@@ -153,13 +159,7 @@ def configure_early(settings: RuntimeSettings) -> None:
     flush_denormals(settings.flush_denormal)
 
 
-def configure_process(
-    settings: RuntimeSettings,
-    device_type: str,
-    deterministic: bool = False,
-    trainer_benchmark: bool | None = None,
-    jobs: int = 1,
-) -> dict[str, Any]:
+def configure_process(settings: RuntimeSettings, device_type: str, jobs: int = 1) -> dict[str, Any]:
     """Apply the process-wide settings; returns what was set (for the run log).
 
     ``jobs`` is how many processes like this one run at once (see :func:`parallel_jobs`).
@@ -182,12 +182,6 @@ def configure_process(
         applied["flush_denormal"] = flush_denormals(settings.flush_denormal)
     torch.set_float32_matmul_precision(settings.float32_matmul_precision)
     applied["float32_matmul_precision"] = settings.float32_matmul_precision
-    if device_type == "cuda":
-        benchmark = settings.cudnn_benchmark
-        if benchmark is None:  # auto: trainer.benchmark wins, then trainer.deterministic
-            benchmark = trainer_benchmark if trainer_benchmark is not None else not deterministic
-        torch.backends.cudnn.benchmark = bool(benchmark)
-        applied["cudnn_benchmark"] = bool(benchmark)
     return applied
 
 
@@ -196,65 +190,54 @@ def has_conv(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
 
-#: optimisers whose fused step torch 2.4+ has on both CPU and CUDA (Adagrad's is CPU-only)
-FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
-FUSED_DEVICES = ("cpu", "cuda")
+def optimizer_factories(module: nn.Module) -> dict[str, Any]:
+    """The module's optimiser factories by config key (``optimizer_factory`` ->
+    ``model.optimizer``, ``d_optimizer_factory`` -> ``model.d_optimizer``)."""
+    return {
+        f"model.{name.removesuffix('_factory')}": name
+        for name in vars(module)
+        if name.endswith("optimizer_factory")
+    }
 
 
-def _tensors(params: list[Any]) -> Iterable[torch.Tensor]:
-    for p in params:
-        yield from p["params"] if isinstance(p, dict) else [p]
+@functools.cache
+def _say_unfused(key: str, device_type: str) -> None:
+    log.warning(
+        "%s.fused=true: torch has no fused optimiser step for parameters on %s; using the "
+        "unfused one (the same maths).",
+        key,
+        device_type,
+    )
 
 
-class PreferFused:
-    """An optimiser factory that asks for the fused (one kernel per step) implementation.
-
-    torch checks the parameters only at the first step, so this checks first: floating-point
-    parameters on a CPU or CUDA device get ``fused=True``, anything else the factory as
-    configured. Same maths; rounding may differ in the last bits.
-    """
-
-    def __init__(self, factory: Callable[..., Optimizer]):
-        self.factory = factory
-        self.keywords = dict(getattr(factory, "keywords", {}))  # like functools.partial
-
-    def __call__(self, params: Any, **kwargs: Any) -> Optimizer:
-        params = list(params)
-        fusable = all(
-            t.is_floating_point() and t.device.type in FUSED_DEVICES for t in _tensors(params)
-        )
-        if fusable:
-            return self.factory(params, fused=True, **kwargs)
-        return self.factory(params, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"PreferFused({self.factory!r})"
-
-
-def wants_fused(factory: Any) -> bool:
-    """True for a factory of Adam, AdamW or SGD (or a subclass taking ``fused``) that was not
-    told ``fused`` or ``foreach`` by the user."""
-    if isinstance(factory, PreferFused) or not isinstance(factory, functools.partial):
-        return False
-    cls = factory.func
-    if not (isinstance(cls, type) and issubclass(cls, FUSED_OPTIMIZERS)):
-        return False
-    chosen = {k for k in ("fused", "foreach") if factory.keywords.get(k) is not None}
-    return not chosen and "fused" in inspect.signature(cls).parameters
+def fused_where_supported(module: nn.Module, device_type: str) -> dict[str, Any]:
+    """Optimisers configured with ``fused: true`` keep it where torch has the fused step
+    (``conf/model/optimizer/*.yaml`` asks for it) and get ``fused=False`` on any other
+    device, with a warning, instead of failing at their first step; ``fused`` together with
+    ``foreach`` is a ConfigError."""
+    applied: dict[str, Any] = {}
+    for key, name in optimizer_factories(module).items():
+        factory = getattr(module, name)
+        keywords = getattr(factory, "keywords", {})
+        if not keywords.get("fused"):
+            continue
+        if keywords.get("foreach"):
+            raise ConfigError(
+                f"{key}: fused=true and foreach=true exclude each other; set {key}.fused=false "
+                "to use foreach."
+            )
+        if device_type not in fused_optimizer_devices():
+            _say_unfused(key, device_type)
+            setattr(module, name, functools.partial(factory, fused=False))
+            applied[f"{key}.fused"] = f"false (not on {device_type})"
+    return applied
 
 
 def configure_model(
     module: nn.Module, settings: RuntimeSettings, device_type: str
 ) -> dict[str, Any]:
     """Apply the per-model settings to ``module`` (a LightningModule with ``.net``) in place."""
-    applied: dict[str, Any] = {}
-    if settings.fused_optimizer:
-        names = [n for n in vars(module) if n.endswith("optimizer_factory")]
-        fused = [n for n in names if wants_fused(getattr(module, n))]
-        for name in fused:
-            setattr(module, name, PreferFused(getattr(module, name)))
-        if fused:
-            applied["fused_optimizer"] = True
+    applied = fused_where_supported(module, device_type)
     net = getattr(module, "net", module)
     channels_last = settings.channels_last
     if channels_last is None:
@@ -287,14 +270,7 @@ def configure_runtime(cfg: Mapping[str, Any], module: nn.Module, trainer: Any) -
     """The one call ``train`` makes: validate the config and apply both levels."""
     settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
     device_type = trainer.strategy.root_device.type
-    trainer_cfg = cfg.get("trainer") or {}
-    applied = configure_process(
-        settings,
-        device_type,
-        deterministic=bool(trainer_cfg.get("deterministic")),
-        trainer_benchmark=trainer_cfg.get("benchmark"),
-        jobs=parallel_jobs(),
-    )
+    applied = configure_process(settings, device_type, jobs=parallel_jobs())
     applied.update(configure_model(module, settings, device_type))
     log.info("Runtime: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
     return applied

@@ -1,0 +1,262 @@
+"""Every private name of Lightning, Hydra (and torch) the project relies on, in one module.
+
+Private names change between minor releases without notice, so they are reached only from
+here, each with a test in ``tests/test_lightning_compat.py``, and ``pyproject.toml`` bounds
+Lightning to the series those tests ran on (:data:`TESTED_LIGHTNING`). Two kinds:
+
+- **accessors**: trainer state Lightning has no public name for (whether the loggers write
+  this step, a loader state it forgot to restore, the TensorBoard file writer), Lightning's
+  own helpers (which devices copy synchronously, which paths are local), a failed Hydra job's
+  exception, the devices torch has fused optimiser steps for;
+- **the lean hook calls**: :func:`lean_hooks` swaps Lightning's three hook-calling functions
+  for versions without the work that cannot change anything, for one fit or test.
+
+The lean hook calls: Lightning calls its hooks through three functions in
+``lightning.pytorch.trainer.call``. Each call formats a debug message, looks
+``trainer.lightning_module`` up through the strategy and opens a profiler context named after
+the hook; the callback one does so for every callback, whether or not it has the hook, and
+asks each for its ``state_key`` (``ModelCheckpoint`` builds it from a repr of its settings).
+With six per-step callback hooks, ten callbacks and sixteen module and strategy hooks that was
+~650 of the ~2,350 Python calls of a training step of the seeds' MLP (measured with cProfile),
+most of them reaching ``Callback``'s empty methods. The replacements make the same calls in
+the same order, with the same arguments and ``_current_fx_name`` (set as ``nn.Module`` would
+set a plain attribute, without its registry checks), minus the profiler contexts, the debug
+messages and the callbacks that do not define the hook. They do so only while the trainer's
+profiler is :class:`~aelightning.runtime.loop_overhead.NoProfiler` (``train`` gives it one
+when ``trainer.profiler`` is null); with any other profiler Lightning's own functions run, so
+a profile still names every hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning
+import lightning.pytorch as pl
+from lightning.fabric.utilities.apply_func import _BLOCKING_DEVICE_TYPES
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
+from lightning.pytorch.trainer import call
+from packaging.version import Version
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+from aelightning.runtime.loop_overhead import NoProfiler
+
+log = logging.getLogger("aelightning")
+
+#: the Lightning minor series this module was written and tested against
+TESTED_LIGHTNING = (2, 6)
+
+
+def lightning_is_tested(version: str | None = None) -> bool:
+    """Whether ``version`` (the installed Lightning's by default) is of the tested series."""
+    return Version(version or lightning.__version__).release[:2] == TESTED_LIGHTNING
+
+
+# ------------------------------------------------------------------------------ accessors
+#: device types to which Lightning copies batches synchronously (``non_blocking=False``)
+BLOCKING_DEVICE_TYPES: tuple[str, ...] = tuple(_BLOCKING_DEVICE_TYPES)
+
+
+def is_local_path(path: Any) -> bool:
+    """Whether ``path`` is on the local file system (not ``s3://``, ``gs://``, ...)."""
+    return _is_local_file_protocol(path)
+
+
+def trainer_of(module: pl.LightningModule) -> pl.Trainer | None:
+    """The trainer ``module`` is attached to, or None (``module.trainer`` raises instead)."""
+    return module._trainer
+
+
+def loggers_write_this_step(trainer: pl.Trainer | None) -> bool:
+    """Whether the loggers will write this step's ``on_step`` values (every
+    ``trainer.log_every_n_steps`` batches, and when training stops); True without a trainer."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return connector is None or bool(connector.should_update_logs)
+
+
+def load_pending_loader_states(fit_loop: Any) -> bool:
+    """Hand the train loader the state a restored checkpoint holds for it, if Lightning has
+    not yet (Lightning issue #20550); True when it did so here."""
+    if not (getattr(fit_loop, "_combined_loader_states_to_load", None) and fit_loop.restarting):
+        return False
+    fit_loop._load_combined_loader_states()
+    return True
+
+
+def tensorboard_file_writer(experiment: Any) -> Any:
+    """The event-file writer of a ``SummaryWriter`` (a ``TensorBoardLogger.experiment``), for
+    summaries it has no ``add_*`` method for; it reopens a closed writer."""
+    return experiment._get_file_writer()
+
+
+def job_exception(job_return: Any) -> BaseException | None:
+    """The exception a failed Hydra job raised (``JobReturn.return_value`` re-raises it)."""
+    value = job_return._return_value
+    return value if isinstance(value, BaseException) else None
+
+
+def fused_optimizer_devices() -> tuple[str, ...]:
+    """Device types on which torch's Adam, AdamW and SGD have a ``fused=True`` step."""
+    return tuple(_get_fused_kernels_supported_devices())
+
+
+# ------------------------------------------------------------------------ lean hook calls
+#: Lightning's own functions, and the parameters the replacements mirror
+STOCK: dict[str, Callable[..., Any]] = {
+    "_call_callback_hooks": call._call_callback_hooks,
+    "_call_lightning_module_hook": call._call_lightning_module_hook,
+    "_call_strategy_hook": call._call_strategy_hook,
+}
+STOCK_PARAMETERS = {
+    "_call_callback_hooks": ("trainer", "hook_name", "args", "monitoring_callbacks", "kwargs"),
+    "_call_lightning_module_hook": ("trainer", "hook_name", "args", "pl_module", "kwargs"),
+    "_call_strategy_hook": ("trainer", "hook_name", "args", "kwargs"),
+}
+
+#: what nn.Module.__setattr__ ends with for a value that is no parameter, buffer or module
+_set_plain = object.__setattr__
+
+
+@functools.cache
+def class_defines_hook(cls: type, hook_name: str) -> bool:
+    """Whether callbacks of ``cls`` have their own ``hook_name``, not ``Callback``'s empty
+    one; a hook ``Callback`` does not have counts as their own."""
+    base = getattr(Callback, hook_name, None)
+    return base is None or getattr(cls, hook_name, None) is not base
+
+
+def callbacks_with_hook(
+    callbacks: list[Callback], hook_name: str, monitoring_callbacks: bool | None = None
+) -> list[Callback]:
+    """The callbacks that have their own ``hook_name`` (their class's, or set on the
+    instance), in order; ``monitoring_callbacks`` True keeps only early stopping and
+    checkpoints, False all but them (Lightning's two filters)."""
+    return [
+        cb
+        for cb in callbacks
+        if (class_defines_hook(type(cb), hook_name) or hook_name in cb.__dict__)
+        and (
+            monitoring_callbacks is None
+            or isinstance(cb, (EarlyStopping, Checkpoint)) == monitoring_callbacks
+        )
+    ]
+
+
+def call_callback_hooks(
+    trainer: pl.Trainer,
+    hook_name: str,
+    *args: Any,
+    monitoring_callbacks: bool | None = None,
+    **kwargs: Any,
+) -> None:
+    """``_call_callback_hooks``, calling only the callbacks that define the hook."""
+    if not isinstance(trainer.profiler, NoProfiler):
+        STOCK["_call_callback_hooks"](
+            trainer, hook_name, *args, monitoring_callbacks=monitoring_callbacks, **kwargs
+        )
+        return
+    callbacks = callbacks_with_hook(trainer.callbacks, hook_name, monitoring_callbacks)
+    if not callbacks:
+        return
+    pl_module = trainer.lightning_module
+    if pl_module:
+        prev_fx_name = pl_module._current_fx_name
+        _set_plain(pl_module, "_current_fx_name", hook_name)
+    for callback in callbacks:
+        fn = getattr(callback, hook_name)
+        if callable(fn):
+            fn(trainer, pl_module, *args, **kwargs)
+    if pl_module:
+        _set_plain(pl_module, "_current_fx_name", prev_fx_name)
+
+
+def call_lightning_module_hook(
+    trainer: pl.Trainer,
+    hook_name: str,
+    *args: Any,
+    pl_module: pl.LightningModule | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``_call_lightning_module_hook`` without the profiler context and debug message."""
+    if not isinstance(trainer.profiler, NoProfiler):
+        return STOCK["_call_lightning_module_hook"](
+            trainer, hook_name, *args, pl_module=pl_module, **kwargs
+        )
+    pl_module = pl_module or trainer.lightning_module
+    if pl_module is None:
+        raise TypeError("No `LightningModule` is available to call hooks on.")
+    fn = getattr(pl_module, hook_name)
+    if not callable(fn):
+        return None
+    prev_fx_name = pl_module._current_fx_name
+    _set_plain(pl_module, "_current_fx_name", hook_name)
+    output = fn(*args, **kwargs)
+    _set_plain(pl_module, "_current_fx_name", prev_fx_name)
+    return output
+
+
+def call_strategy_hook(trainer: pl.Trainer, hook_name: str, *args: Any, **kwargs: Any) -> Any:
+    """``_call_strategy_hook`` without the profiler context and debug message."""
+    if not isinstance(trainer.profiler, NoProfiler):
+        return STOCK["_call_strategy_hook"](trainer, hook_name, *args, **kwargs)
+    pl_module = trainer.lightning_module
+    prev_fx_name = pl_module._current_fx_name
+    _set_plain(pl_module, "_current_fx_name", hook_name)
+    fn = getattr(trainer.strategy, hook_name)
+    if not callable(fn):
+        return None
+    output = fn(*args, **kwargs)
+    _set_plain(pl_module, "_current_fx_name", prev_fx_name)
+    return output
+
+
+REPLACEMENTS: dict[str, Callable[..., Any]] = {
+    "_call_callback_hooks": call_callback_hooks,
+    "_call_lightning_module_hook": call_lightning_module_hook,
+    "_call_strategy_hook": call_strategy_hook,
+}
+
+
+def why_lean_hooks_cannot_run() -> str | None:
+    """None when the installed Lightning is the one the replacements mirror, else why not."""
+    if not lightning_is_tested():
+        tested = ".".join(map(str, TESTED_LIGHTNING))
+        return f"Lightning {lightning.__version__} is not the tested {tested} series"
+    for name, parameters in STOCK_PARAMETERS.items():
+        if tuple(inspect.signature(STOCK[name]).parameters) != parameters:
+            return f"Lightning's {name} takes other parameters than the ones mirrored"
+    return None
+
+
+@functools.cache
+def _say_once(reason: str) -> None:
+    log.warning("runtime.lean_hooks: %s; Lightning's own hook calls are used.", reason)
+
+
+@contextlib.contextmanager
+def lean_hooks(enabled: bool = True) -> Iterator[bool]:
+    """Route Lightning's hook calls through the lean versions while the block runs (a fit or
+    a test); yields whether they are in use. On a Lightning they do not mirror they are not
+    installed, and the log says so once per process."""
+    if not enabled:
+        yield False
+        return
+    reason = why_lean_hooks_cannot_run()
+    if reason is not None:
+        _say_once(reason)
+        yield False
+        return
+    previous = {name: getattr(call, name) for name in REPLACEMENTS}
+    for name, replacement in REPLACEMENTS.items():
+        setattr(call, name, replacement)
+    try:
+        yield True
+    finally:
+        for name, function in previous.items():
+            setattr(call, name, function)
