@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
