@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from aelightning.evaluation import analysis
 from aelightning.evaluation.gallery import (
@@ -108,9 +108,10 @@ class TrainingFigures(L.Callback):
         model: AutoencoderModule = pl_module  # type: ignore[assignment]
         sink = self._sink(trainer)
         history = None
-        if sink.writer is not None:
-            sink.writer.flush()  # the last epoch's scalars, for the curves
-            history = TrainingHistory.from_event_dir(sink.writer.get_logdir())
+        for logger in trainer.loggers:
+            logger.save()  # the last epoch's scalars, for the curves
+            if isinstance(logger, CSVLogger):
+                history = TrainingHistory.from_run_dir(logger.log_dir)
         images, labels = analysis.split_tensors(trainer.datamodule, "test")
         rows = []
         if model.noise.enabled:

@@ -26,13 +26,13 @@ from rich.table import Table
 from aelightning.builders import build_datamodule
 from aelightning.checkpointing.atomic import write_json
 from aelightning.checkpointing.checkpoint import CONFIG_KEY, load_checkpoint, rebuild_model
-from aelightning.cli.hparams import flatten_config
+from aelightning.cli.hparams import curated_hparams, write_session
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
 from aelightning.evaluation import analysis, probes
 from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
-from aelightning.evaluation.history import TrainingHistory, find_event_dir
+from aelightning.evaluation.history import TrainingHistory
 from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
 from aelightning.evaluation.plots import FigureSink
 from aelightning.evaluation.projector import write_projector
@@ -202,14 +202,10 @@ def compute_metrics(
 # -------------------------------------------------------------------------- outputs
 def log_to_tensorboard(writer: Any, metrics: dict[str, float], run_cfg: DictConfig) -> None:
     """Scalars at step 0, and the hparams tab linking the run's config to these numbers."""
-    from torch.utils.tensorboard.summary import hparams
-
     for name, value in metrics.items():
         writer.add_scalar(name, value, 0)
-    config = OmegaConf.to_container(run_cfg, resolve=True)
-    params = flatten_config({k: v for k, v in config.items() if k != "hydra"})  # type: ignore[union-attr]
-    for summary in hparams(params, metrics):
-        writer._get_file_writer().add_summary(summary)
+    params = curated_hparams(OmegaConf.to_container(run_cfg, resolve=True))  # type: ignore[arg-type]
+    write_session(writer._get_file_writer(), params, metrics)
     writer.flush()
 
 
@@ -291,7 +287,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 images,
                 labels,
                 class_names_of(datamodule),
-                TrainingHistory.from_event_dir(find_event_dir(run_dir)),
+                TrainingHistory.from_run_dir(run_dir),
                 noise_rows,
                 gallery,
                 batch_size,

@@ -1,53 +1,183 @@
-"""The resolved config in TensorBoard's HPARAMS tab, linked to the run's final metrics."""
+"""TensorBoard's HPARAMS tab: the keys that tell runs apart, linked to the run's final metrics.
+
+Not the whole config (that stays in ``hparams.yaml`` and ``.hydra/``): first the keys the sweep
+varies, then the axes people compare autoencoders on (:data:`AXES`), then the run's other
+command-line overrides, at most :data:`HPARAM_LIMIT` keys, named as they are typed on the
+command line (``net`` is the group chosen, ``noise.std`` a value). Only the session summaries
+are written, no experiment summary: TensorBoard then builds the table from all runs it is shown
+and puts the hparams whose values differ (the swept keys) in the first columns.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
-HPARAM_METRICS = ("val/loss", "test/loss", "test/mse", "test/psnr")
+HPARAM_LIMIT = 25
+#: final metrics shown beside the hparams (ae-evaluate adds probe/*, anomaly/*, test/iw_nll)
+METRIC_PREFIXES = ("val/", "test/", "probe/", "anomaly/")
+#: what autoencoder runs are compared on, as typed on the command line; absent keys are skipped
+AXES = (
+    "data",
+    "net",
+    "model",
+    "net.latent_dim",
+    "net.hidden_dims",
+    "net.channels",
+    "net.hidden_activation",
+    "net.bottleneck_activation",
+    "net.output_activation",
+    "noise",
+    "noise.std",
+    "noise.p",
+    "model.recon_loss",
+    "<loss weights>",  # model.beta, model.lambda_*, model.*_weight, model.p_* (dropout)
+    "model/optimizer",
+    "model.optimizer.lr",
+    "model.optimizer.weight_decay",
+    "model/scheduler",
+    "data.batch_size",
+    "trainer.max_epochs",
+    "seed",
+)
+#: overrides that say how a run was run, not what it is (left out unless swept)
+BOOKKEEPING = (
+    *("callbacks", "paths", "runtime", "logger", "hydra", "debug", "data.data_dir"),
+    *("trainer.limit_", "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps"),
+    *("trainer.enable_", "ckpt_path", "resume", "test", "compile", "optimized_metric"),
+)
+LOSS_WEIGHT = re.compile(r"beta|lambda_\w+|\w+_weight|p_input|p_hidden")
+
+HParamValue = bool | int | float | str
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"net": {"latent_dim": 20}}`` -> ``{"net/latent_dim": 20}``; lists become strings."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, prefix=f"{name}/"))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
+def override_keys(overrides: Iterable[str], sweeps_only: bool = False) -> list[str]:
+    """The keys (``noise.std``) or groups (``net``, ``model/optimizer``) that overrides set.
+
+    ``sweeps_only`` keeps those with several values (``net=mlp,conv``, ``range(...)``).
+    Deletions (``~key``) are left out.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys: list[str] = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_delete() or (sweeps_only and not override.is_sweep_override()):
+            continue
+        if override.key_or_group not in keys:
+            keys.append(override.key_or_group)
+    return keys
+
+
+def hparam_value(
+    config: Mapping[str, Any], choices: Mapping[str, Any], key: str
+) -> HParamValue | None:
+    """The value of ``key`` for the table: the option chosen for a group, else the config value.
+
+    Without a record of the choices (a checkpoint's config), a group shows its ``_target_``'s
+    class name. None when the run has no such key.
+    """
+    if choices.get(key) is not None:
+        return str(choices[key])
+    value: Any = config
+    for part in key.replace("/", ".").split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, Mapping):
+        target = value.get("_target_")
+        return str(target).rsplit(".", 1)[-1] if target else None
+    if value is None:
+        return "null"
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def axes(config: Mapping[str, Any]) -> list[str]:
+    """:data:`AXES` with the objective's loss weights (``model.beta``, ...) in their place."""
+    model = config.get("model")
+    weights = [
+        f"model.{k}"
+        for k, v in (model.items() if isinstance(model, Mapping) else ())
+        if LOSS_WEIGHT.fullmatch(str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    return [k for axis in AXES for k in (weights if axis == "<loss weights>" else [axis])]
+
+
+def curated_hparams(
+    config: Mapping[str, Any],
+    choices: Mapping[str, Any] | None = None,
+    swept: Sequence[str] = (),
+    overridden: Sequence[str] = (),
+    limit: int = HPARAM_LIMIT,
+) -> dict[str, HParamValue]:
+    """The ``swept`` keys, then :func:`axes`, then the other ``overridden`` keys that are not
+    bookkeeping (:data:`BOOKKEEPING`), up to ``limit`` keys."""
+    extra = [k for k in overridden if not k.replace("/", ".").startswith(BOOKKEEPING)]
+    params: dict[str, HParamValue] = {}
+    for key in [*swept, *axes(config), *extra]:
+        if len(params) >= limit:
+            break
+        value = hparam_value(config, choices or {}, key)
+        if key not in params and value is not None:
+            params[key] = value
+    return params
+
+
+def job_context() -> tuple[dict[str, Any], list[str], list[str]]:
+    """This Hydra job's group choices, the keys its sweep varies and its command-line override
+    keys (all empty outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {}, [], []
+    hydra_cfg = HydraConfig.get()
+    choices = OmegaConf.to_container(hydra_cfg.runtime.choices) or {}
+    swept: list[str] = []
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        swept = sweep_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params"))
+    return dict(choices), swept, override_keys(hydra_cfg.overrides.task)  # type: ignore[arg-type]
+
+
+def sweep_keys(sweep_dir: Path, sweeper_params: Mapping[str, Any] | None = None) -> list[str]:
+    """Keys a multirun varies: its sweep overrides (saved by Hydra's basic sweeper in
+    ``multirun.yaml``) and the sweeper's search space (``hydra.sweeper.params``, e.g. Optuna's)."""
+    keys = [str(k) for k in (sweeper_params or {})]
+    saved = Path(sweep_dir) / "multirun.yaml"
+    if saved.is_file():
+        task = OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task", default=[])
+        keys = [*override_keys(task, sweeps_only=True), *keys]
+    return list(dict.fromkeys(keys))
 
 
 def log_hparams(
     trainer: L.Trainer,
     config: Mapping[str, Any],
     final_metrics: Mapping[str, float],
-    metric_names: Iterable[str] = HPARAM_METRICS,
 ) -> None:
-    """Write the hparams summary for every TensorBoard logger.
-
-    Lightning's ``log_hyperparams`` only writes the HPARAMS tab together with a dummy
-    metric; here the tab points at the run's real scalar tags instead, so the table
-    shows their final values and runs of a sweep can be compared side by side.
-    """
+    """Write the curated hparams and the final metrics for every TensorBoard logger."""
     if not trainer.is_global_zero:  # other DDP ranks hold a dummy experiment, no writer
         return
-    params = flatten_config({k: v for k, v in config.items() if k != "hydra"})
-    metrics = {name: float(final_metrics[name]) for name in metric_names if name in final_metrics}
+    metrics = {k: float(v) for k, v in final_metrics.items() if k.startswith(METRIC_PREFIXES)}
     if not metrics:
         return
+    params = curated_hparams(config, *job_context())
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             # the trainer closed the writer at teardown; this reopens it (same log dir)
             writer = logger.experiment._get_file_writer()
-            for summary in hparams(params, metrics):
-                writer.add_summary(summary)
+            write_session(writer, params, metrics)
             logger.experiment.close()
+
+
+def write_session(writer: Any, params: Mapping[str, HParamValue], metrics: Mapping[str, float]):
+    """The session summaries (not the experiment: TensorBoard infers it, see the module doc)."""
+    _experiment, session_start, session_end = hparams(dict(params), dict(metrics))
+    writer.add_summary(session_start)
+    writer.add_summary(session_end)
