@@ -11,7 +11,7 @@ and puts the hparams whose values differ (the swept keys) in the first columns.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
+from aelightning.evaluation.runs import (
+    METRIC_PREFIXES,
+    HParamValue,
+    hparam_value,
+    is_bookkeeping,
+    override_keys,
+)
+
 HPARAM_LIMIT = 25
-#: final metrics shown beside the hparams (ae-evaluate adds probe/*, anomaly/*, test/iw_nll)
-METRIC_PREFIXES = ("val/", "test/", "probe/", "anomaly/")
 #: what autoencoder runs are compared on, as typed on the command line; absent keys are skipped
 AXES = (
     "data",
@@ -47,55 +53,7 @@ AXES = (
     "trainer.max_epochs",
     "seed",
 )
-#: overrides that say how a run was run, not what it is (left out unless swept)
-BOOKKEEPING = (
-    *("callbacks", "paths", "runtime", "logger", "hydra", "debug", "data.data_dir"),
-    *("trainer.limit_", "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps"),
-    *("trainer.enable_", "ckpt_path", "resume", "test", "compile", "optimized_metric"),
-)
 LOSS_WEIGHT = re.compile(r"beta|lambda_\w+|\w+_weight|p_input|p_hidden")
-
-HParamValue = bool | int | float | str
-
-
-def override_keys(overrides: Iterable[str], sweeps_only: bool = False) -> list[str]:
-    """The keys (``noise.std``) or groups (``net``, ``model/optimizer``) that overrides set.
-
-    ``sweeps_only`` keeps those with several values (``net=mlp,conv``, ``range(...)``).
-    Deletions (``~key``) are left out.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    keys: list[str] = []
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        if override.is_delete() or (sweeps_only and not override.is_sweep_override()):
-            continue
-        if override.key_or_group not in keys:
-            keys.append(override.key_or_group)
-    return keys
-
-
-def hparam_value(
-    config: Mapping[str, Any], choices: Mapping[str, Any], key: str
-) -> HParamValue | None:
-    """The value of ``key`` for the table: the option chosen for a group, else the config value.
-
-    Without a record of the choices (a checkpoint's config), a group shows its ``_target_``'s
-    class name. None when the run has no such key.
-    """
-    if choices.get(key) is not None:
-        return str(choices[key])
-    value: Any = config
-    for part in key.replace("/", ".").split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    if isinstance(value, Mapping):
-        target = value.get("_target_")
-        return str(target).rsplit(".", 1)[-1] if target else None
-    if value is None:
-        return "null"
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def axes(config: Mapping[str, Any]) -> list[str]:
@@ -118,7 +76,7 @@ def curated_hparams(
 ) -> dict[str, HParamValue]:
     """The ``swept`` keys, then :func:`axes`, then the other ``overridden`` keys that are not
     bookkeeping (:data:`BOOKKEEPING`), up to ``limit`` keys."""
-    extra = [k for k in overridden if not k.replace("/", ".").startswith(BOOKKEEPING)]
+    extra = [k for k in overridden if not is_bookkeeping(k)]
     params: dict[str, HParamValue] = {}
     for key in [*swept, *axes(config), *extra]:
         if len(params) >= limit:
