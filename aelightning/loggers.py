@@ -70,13 +70,21 @@ def require_extra(package: str, selection: str) -> None:
 
 
 def job_label() -> str | None:
-    """The job's command-line overrides as a run name (None outside a Hydra app)."""
+    """A run name: the job's swept values in a sweep (``net=conv noise.std=0.1``), else its
+    command-line overrides, else its run dir's name (None outside a Hydra app)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from aelightning.evaluation.runs import override_keys, sweep_keys
 
     if not HydraConfig.initialized():
         return None
     hydra_cfg = HydraConfig.get()
-    return " ".join(hydra_cfg.overrides.task) or Path(hydra_cfg.runtime.output_dir).name
+    overrides = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        swept = set(sweep_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params")))
+        overrides = [o for o in overrides if swept & set(override_keys([o]))] or overrides
+    return " ".join(overrides) or Path(hydra_cfg.runtime.output_dir).name
 
 
 def mlflow_logger(run_name: str | None = None, **kwargs: Any) -> Logger:

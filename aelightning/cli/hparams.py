@@ -26,6 +26,7 @@ from aelightning.evaluation.runs import (
     hparam_value,
     is_bookkeeping,
     override_keys,
+    sweep_keys,
 )
 
 HPARAM_LIMIT = 25
@@ -101,17 +102,6 @@ def job_context() -> tuple[dict[str, Any], list[str], list[str]]:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         swept = sweep_keys(Path(hydra_cfg.sweep.dir), hydra_cfg.sweeper.get("params"))
     return dict(choices), swept, override_keys(hydra_cfg.overrides.task)  # type: ignore[arg-type]
-
-
-def sweep_keys(sweep_dir: Path, sweeper_params: Mapping[str, Any] | None = None) -> list[str]:
-    """Keys a multirun varies: its sweep overrides (saved by Hydra's basic sweeper in
-    ``multirun.yaml``) and the sweeper's search space (``hydra.sweeper.params``, e.g. Optuna's)."""
-    keys = [str(k) for k in (sweeper_params or {})]
-    saved = Path(sweep_dir) / "multirun.yaml"
-    if saved.is_file():
-        task = OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task", default=[])
-        keys = [*override_keys(task, sweeps_only=True), *keys]
-    return list(dict.fromkeys(keys))
 
 
 def log_hparams(

@@ -53,6 +53,17 @@ def override_keys(overrides: Iterable[str], sweeps_only: bool = False) -> list[s
     return keys
 
 
+def sweep_keys(sweep_dir: Path, sweeper_params: Mapping[str, Any] | None = None) -> list[str]:
+    """Keys a multirun varies: its sweep overrides (saved by Hydra's basic sweeper in
+    ``multirun.yaml``) and the sweeper's search space (``hydra.sweeper.params``, e.g. Optuna's)."""
+    keys = [str(k) for k in (sweeper_params or {})]
+    saved = Path(sweep_dir) / "multirun.yaml"
+    if saved.is_file():
+        task = OmegaConf.select(OmegaConf.load(saved), "hydra.overrides.task", default=[])
+        keys = [*override_keys(task, sweeps_only=True), *keys]
+    return list(dict.fromkeys(keys))
+
+
 def hparam_value(config: Any, choices: Mapping[str, Any], key: str) -> HParamValue | None:
     """The value of ``key``: the option chosen for a group, else the config value.
 
