@@ -173,7 +173,7 @@ def table_columns(runs: Sequence[RunRecord]) -> list[str]:
 
 def _best(runs: Sequence[RunRecord], metric: str) -> float | None:
     values = [r.metrics[metric] for r in runs if r.status == "ok" and metric in r.metrics]
-    if len(values) < 2:
+    if len(values) < 2 or "noisy" in metric:  # the noisy input's score, not the model's
         return None
     return max(values) if any(h in metric for h in HIGHER_IS_BETTER) else min(values)
 
