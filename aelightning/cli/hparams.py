@@ -76,7 +76,7 @@ def curated_hparams(
     limit: int = HPARAM_LIMIT,
 ) -> dict[str, HParamValue]:
     """The ``swept`` keys, then :func:`axes`, then the other ``overridden`` keys that are not
-    bookkeeping (:data:`BOOKKEEPING`), up to ``limit`` keys."""
+    bookkeeping (``runs.BOOKKEEPING``), up to ``limit`` keys."""
     extra = [k for k in overridden if not is_bookkeeping(k)]
     params: dict[str, HParamValue] = {}
     for key in [*swept, *axes(config), *extra]:
@@ -124,7 +124,9 @@ def log_hparams(
             logger.experiment.close()
 
 
-def write_session(writer: Any, params: Mapping[str, HParamValue], metrics: Mapping[str, float]):
+def write_session(
+    writer: Any, params: Mapping[str, HParamValue], metrics: Mapping[str, float]
+) -> None:
     """The session summaries (not the experiment: TensorBoard infers it, see the module doc)."""
     _experiment, session_start, session_end = hparams(dict(params), dict(metrics))
     writer.add_summary(session_start)
