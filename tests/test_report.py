@@ -55,8 +55,9 @@ def test_a_sweep_writes_its_report_beside_the_summary(latent_sweep):
 
 def test_ae_report_joins_a_sweep_and_a_single_run(latent_sweep, tmp_path, capsys):
     single = tmp_path / "run"
-    args = [*FAST, f"hydra.run.dir={single}", f"paths.root_dir={tmp_path}"]
-    proc = run_cli("net=conv", "net.latent_dim=3", *args)
+    figures = ["callbacks.figures.tsne_points=0", "callbacks.figures.max_points=200"]
+    args = [*SHORT, "callbacks.projector=null", *figures, f"hydra.run.dir={single}"]
+    proc = run_cli("model=vae", "net.latent_dim=3", *args, f"paths.root_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "joined.html"
     assert ae_report([str(latent_sweep), str(single), "-o", str(out), "--title", "joined"]) == 0
@@ -66,10 +67,13 @@ def test_ae_report_joins_a_sweep_and_a_single_run(latent_sweep, tmp_path, capsys
     names = _rows(page)
     assert len(names) == 3 and names[0].endswith("latent/0") and names[2].endswith("run")
     runs = load_runs([latent_sweep, single])
-    assert varying_keys(runs) == ["net.latent_dim", "net"]
+    assert varying_keys(runs) == ["net.latent_dim", "model"]
     # the numeric axis against a line per value of the categorical one
     assert "<h2>Final metrics against net.latent_dim</h2>" in page
-    assert "<b>net.latent_dim=3 net=conv</b>" in page
+    # the VAE's final reconstructions of the test images and its samples, labelled
+    assert page.count("<b>net.latent_dim=3 model=vae</b>") == 2
+    assert "<h2>Samples</h2>" in page and "samples from the prior" in page
+    assert "3 · test images" not in page and "run · test images" in page
 
 
 def test_ae_report_errors_are_one_sentence(tmp_path):
