@@ -13,7 +13,6 @@ from torch.utils.tensorboard import SummaryWriter
 
 from aelightning.data.mnist import load_mnist_sample
 from aelightning.evaluation import plots
-from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from tests.tbutil import read_events
 
 
@@ -89,24 +88,3 @@ def test_sink_writes_png_and_tensorboard_image(tmp_path, digits):
     assert_png_with_content(logged[0].encoded_image_string)
     with pytest.raises(ValueError, match="plain file name"):
         sink.add("../escape", plots.image_grid(images[:4], nrow=2))
-
-
-def test_history_reads_epochs_and_learning_rates(tmp_path):
-    """Events written the way Lightning writes them: ``epoch`` beside every logged metric."""
-    writer = SummaryWriter(str(tmp_path / "tensorboard"))
-    for epoch, step in enumerate((10, 20, 30)):
-        for i in range(step - 10, step, 5):
-            writer.add_scalar("lr-Adam", 1e-3 * (1 - i / 40), i)
-            writer.add_scalar("epoch", epoch, i)
-        writer.add_scalar("val/loss", 0.2 / (epoch + 1), step)
-        writer.add_scalar("epoch", epoch, step)
-        writer.add_scalar("train/loss_epoch", 0.3 / (epoch + 1), step)
-        writer.add_scalar("epoch", epoch, step)
-    writer.close()
-    history = TrainingHistory.from_event_dir(find_event_dir(tmp_path))
-    assert history.loss_x == "epoch"
-    assert [x for x, _ in history.val_loss] == [1, 2, 3]
-    assert [v for _, v in history.val_loss] == pytest.approx([0.2, 0.1, 0.2 / 3])
-    assert [x for x, _ in history.train_loss] == [1, 2, 3]
-    assert [x for x, _ in history.learning_rates["lr-Adam"]] == [0, 5, 10, 15, 20, 25]
-    assert TrainingHistory.from_event_dir(tmp_path / "missing").empty

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from aelightning.cli.hparams import HPARAM_LIMIT
 from aelightning.runtime import cpus as runtime
 from tests.conftest import compose_config
 from tests.helpers import run_cli
+from tests.tbutil import read_events, session_hparams
 
 SHORT = [
     "data.source=sample",
@@ -52,8 +54,20 @@ def test_two_by_two_multirun_gives_four_jobs_and_a_summary(tmp_path):
     )
     assert (sweep / "summary.png").stat().st_size > 1000
     for job in range(4):
-        assert (sweep / str(job) / ".hydra" / "config.yaml").is_file()
-        assert (sweep / str(job) / "metrics.json").is_file()
+        for name in (".hydra/config.yaml", "metrics.json", "metrics.csv", "config_tree.txt"):
+            assert (sweep / str(job) / name).is_file(), name
+    # HPARAMS: the swept keys with this job's values, the axes, the final metrics beside them
+    hparams = session_hparams(read_events(sweep / "3" / "tensorboard"))
+    assert hparams["net.latent_dim"] == 8 and hparams["noise"] == "gaussian"
+    assert hparams["noise.std"] == 0.5 and hparams["net"] == "mlp"
+    assert len(hparams) <= HPARAM_LIMIT
+    # the report: one row and one reconstruction card per job, the swept numeric axis plotted
+    page = (sweep / "report.html").read_text()
+    assert (
+        page.count('<figure class="card">') == 4
+        and "<b>net.latent_dim=8 noise=gaussian</b>" in page
+    )
+    assert "<h2>Final metrics against net.latent_dim</h2>" in page
 
 
 def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
@@ -64,6 +78,9 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
     assert failed["status"] == "failed" and "net.latent_dim must be >= 1" in failed["error"]
     assert ok["status"] == "ok" and float(ok["test/loss"]) > 0
     assert "failed: net.latent_dim must be >= 1, got 0." in (sweep / "summary.md").read_text()
+    page = (sweep / "report.html").read_text()
+    assert '<tr class="failed"><td>0</td>' in page
+    assert "net.latent_dim must be &gt;= 1, got 0." in page
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from aelightning.builders import build_model
 from aelightning.cli.train import train
 from tests.conftest import ROOT
-from tests.tbutil import read_events, scalar_values
+from tests.tbutil import read_events, scalar_values, session_hparams
 
 
 def test_two_epochs_lower_val_loss_and_leave_logs_and_checkpoint(make_cfg):
@@ -37,9 +37,8 @@ def test_two_epochs_lower_val_loss_and_leave_logs_and_checkpoint(make_cfg):
     assert "val/reconstructions" in tags["images"]
     val_losses = scalar_values(acc, "val/loss")
     assert len(val_losses) == 2 and val_losses[1] < val_losses[0]
-    hparams = acc.PluginTagToContent("hparams")  # the config, linked to the final metrics
-    assert b"net/latent_dim" in hparams["_hparams_/experiment"]
-    assert b"val/loss" in hparams["_hparams_/experiment"]
+    hparams = session_hparams(acc)  # the axes runs are compared on, beside the final metrics
+    assert hparams["net"] == "mlp" and hparams["net.latent_dim"] == 20
 
     # the data was the real bundled sample, and the summary says so
     assert "sample" in result["data"] and "4,000" in result["data"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from aelightning.evaluation import analysis
 from aelightning.evaluation.gallery import GalleryOptions, class_names_of, code_figures
@@ -112,9 +112,10 @@ class TrainingFigures(L.Callback):
             return
         sink = self._sink(trainer)
         history = None
-        if sink.writer is not None:
-            sink.writer.flush()  # the last epoch's scalars, for the curves
-            history = TrainingHistory.from_event_dir(sink.writer.get_logdir())
+        for logger in trainer.loggers:
+            logger.save()  # the last epoch's scalars, for the curves
+            if isinstance(logger, CSVLogger):
+                history = TrainingHistory.from_run_dir(logger.log_dir)
         inspect_model(pl_module, trainer.datamodule, self.options, sink, history)  # type: ignore[arg-type]
         if sink.writer is not None:
             sink.writer.flush()

@@ -26,11 +26,11 @@ from rich.table import Table
 from aelightning.builders import build_datamodule
 from aelightning.checkpointing.atomic import write_json
 from aelightning.checkpointing.checkpoint import CONFIG_KEY, load_checkpoint, rebuild_model
-from aelightning.cli.hparams import flatten_config
+from aelightning.cli.hparams import curated_hparams, write_session
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
-from aelightning.evaluation.history import TrainingHistory, find_event_dir
+from aelightning.evaluation.history import TrainingHistory
 from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
 from aelightning.models.base import AutoencoderModule
@@ -91,14 +91,10 @@ def load_run(cfg: DictConfig) -> tuple[Path, DictConfig, Any, AutoencoderModule]
 # -------------------------------------------------------------------------- outputs
 def log_to_tensorboard(writer: Any, metrics: dict[str, float], run_cfg: DictConfig) -> None:
     """Scalars at step 0, and the hparams tab linking the run's config to these numbers."""
-    from torch.utils.tensorboard.summary import hparams
-
     for name, value in metrics.items():
         writer.add_scalar(name, value, 0)
-    config = OmegaConf.to_container(run_cfg, resolve=True)
-    params = flatten_config({k: v for k, v in config.items() if k != "hydra"})  # type: ignore[union-attr]
-    for summary in hparams(params, metrics):
-        tensorboard_file_writer(writer).add_summary(summary)
+    params = curated_hparams(OmegaConf.to_container(run_cfg, resolve=True))  # type: ignore[arg-type]
+    write_session(tensorboard_file_writer(writer), params, metrics)
     writer.flush()
 
 
@@ -147,7 +143,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = training_run_dir(ckpt_path.resolve(), run_cfg)
     history = None
     if options.figures is not None:  # the loss curves are a figure
-        history = TrainingHistory.from_event_dir(find_event_dir(run_dir))
+        history = TrainingHistory.from_run_dir(run_dir)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out_dir / "tensorboard"))

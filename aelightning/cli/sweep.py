@@ -1,4 +1,5 @@
-"""Sweep summaries: one row per job (its overrides, status and final metrics) + a plot.
+"""Sweep summaries: one row per job (its overrides, status and final metrics), a plot and
+``report.html`` (the jobs side by side: :mod:`aelightning.evaluation.report`).
 
 Registered as a Hydra callback in ``conf/hydra/default.yaml``. Each job records itself in
 ``<job dir>/job.json`` when it ends and the sweep-level files are rebuilt from all the
@@ -24,13 +25,15 @@ from omegaconf import DictConfig
 from aelightning.checkpointing.atomic import read_json, write_json, write_text_atomic
 from aelightning.cli.reporting import find_user_error
 from aelightning.evaluation.metrics import HEADLINE_METRICS
+from aelightning.evaluation.report import REPORT_FILE, write_report
 from aelightning.runtime.lightning_compat import job_exception
 
 log = logging.getLogger("aelightning")
 
 
 class SweepSummary(Callback):
-    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into the sweep dir."""
+    """Write ``summary.csv``, ``summary.md``, ``summary.png`` and ``report.html`` into the
+    sweep dir, each time a job ends."""
 
     def __init__(self, metric: str = "test/loss"):
         self.metric = metric
@@ -64,6 +67,10 @@ class SweepSummary(Callback):
             self.metric if self.metric in columns else columns[0],
             sweep_dir / "summary.png",
         )
+        try:  # the page is a view of the jobs' files: never the reason a sweep fails
+            write_report([sweep_dir], sweep_dir / REPORT_FILE, f"Sweep {sweep_dir}")
+        except Exception:
+            log.exception("report.html was not written")
         return records
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from aelightning.builders import (
@@ -27,6 +28,8 @@ from aelightning.builders import (
 from aelightning.callbacks.resume import interrupted_error
 from aelightning.checkpointing.atomic import write_json
 from aelightning.checkpointing.checkpoint import AtomicCheckpointIO, resolve_ckpt_path
+from aelightning.cli.config_tree import FILE_NAME as CONFIG_TREE_FILE
+from aelightning.cli.config_tree import print_config_tree
 from aelightning.cli.hparams import log_hparams
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.cli.summary import print_summary
@@ -45,6 +48,8 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns its final metrics and where its files are."""
     started = time.perf_counter()
+    if rank_zero_only.rank == 0:
+        print_config_tree(cfg, Path(cfg.paths.output_dir) / CONFIG_TREE_FILE)
     # before any tensor work (OpenMP threads inherit it); a bad runtime value fails here
     settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
     configure_early(settings)

@@ -112,7 +112,7 @@ def history_figures(sink: plots.FigureSink, history: TrainingHistory) -> None:
             "loss_curves",
             plots.curves(
                 {"train": history.train_loss, "val": history.val_loss},
-                xlabel=history.loss_x,
+                xlabel="epoch",
                 ylabel="loss",
                 title="training and validation loss",
             ),

@@ -1,17 +1,20 @@
-"""A run's training history read back from its TensorBoard event files.
+"""A run's training history read back from its ``metrics.csv``.
 
-The events are the record every run already writes (``train/loss_epoch`` and ``val/loss``
-once per epoch, ``lr-*`` from ``LearningRateMonitor``), also for resumed runs (one event
-file per session in the same folder), so the curves need no extra bookkeeping in training.
+Every logger config includes ``logger=csv`` (:class:`aelightning.loggers.RunCSVLogger`), which
+writes each logged scalar to ``<run dir>/metrics.csv``: ``train/loss_epoch`` and ``val/loss``
+once per epoch (with Lightning's ``epoch`` column), ``lr-*`` from ``LearningRateMonitor`` per
+step. A resumed run appends to the same file, so the curves need no extra bookkeeping.
 """
 
 from __future__ import annotations
 
-import logging
+import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EVENT_GLOB = "events.out.tfevents.*"
+from aelightning.loggers import METRICS_FILE
+
 TRAIN_LOSS = "train/loss_epoch"
 VAL_LOSS = "val/loss"
 LR_PREFIX = "lr-"
@@ -20,79 +23,64 @@ LR_PREFIX = "lr-"
 Points = list[tuple[float, float]]
 
 
-def find_event_dir(run_dir: Path | str) -> Path | None:
-    """The folder under ``run_dir`` holding TensorBoard event files (the newest one)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return None
-    files = sorted(run_dir.rglob(EVENT_GLOB), key=lambda p: p.stat().st_mtime_ns)
-    return files[-1].parent if files else None
+def metrics_file(run_dir: Path | str) -> Path:
+    """Where a run's ``metrics.csv`` is (it may not exist: ``logger=none``, or still running)."""
+    return Path(run_dir) / METRICS_FILE
 
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch losses and per-step learning rates of one run."""
+    """Per-epoch metrics and per-step learning rates of one run."""
 
-    train_loss: Points = field(default_factory=list)
-    val_loss: Points = field(default_factory=list)
+    #: metric name -> per-epoch points (every column logged with an epoch, e.g. val/loss)
+    epochs: dict[str, Points] = field(default_factory=dict)
     learning_rates: dict[str, Points] = field(default_factory=dict)
-    #: what the loss x values count: ``epoch``, or ``step`` for event files without epochs
-    loss_x: str = "epoch"
+
+    @property
+    def train_loss(self) -> Points:
+        return self.epochs.get(TRAIN_LOSS, [])
+
+    @property
+    def val_loss(self) -> Points:
+        return self.epochs.get(VAL_LOSS, [])
 
     @property
     def empty(self) -> bool:
         return not (self.train_loss or self.val_loss or self.learning_rates)
 
     @classmethod
-    def from_event_dir(cls, log_dir: Path | str | None) -> TrainingHistory:
-        """Read the scalars back with tensorboard's own reader (empty when there are none)."""
-        if log_dir is None or not any(Path(log_dir).glob(EVENT_GLOB)):
+    def from_run_dir(cls, run_dir: Path | str | None) -> TrainingHistory:
+        """Read ``<run_dir>/metrics.csv`` (an empty history when there is none)."""
+        if run_dir is None or not metrics_file(run_dir).is_file():
             return cls()
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        return cls.from_csv(metrics_file(run_dir))
 
-        acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-        quiet = logging.getLogger("tensorboard")  # it logs each event file it opens at INFO
-        level = quiet.level
-        quiet.setLevel(max(level, logging.WARNING))
-        try:
-            acc.Reload()
-        finally:
-            quiet.setLevel(level)
-        tags = set(acc.Tags().get("scalars", []))
-        epochs = _epoch_lookup(acc) if "epoch" in tags else {}
-
-        def per_epoch(tag: str) -> Points:
-            if tag not in tags:
-                return []
-            points = []
-            for e in acc.Scalars(tag):
-                epoch = _nearest_epoch(epochs.get(e.step, []), e.wall_time)
-                points.append((epoch + 1 if epoch is not None else e.step, e.value))
-            return _last_per_x(points)
-
-        lrs = {
-            tag: _last_per_x([(e.step, e.value) for e in acc.Scalars(tag)])
-            for tag in sorted(tags)
-            if tag.startswith(LR_PREFIX)
-        }
-        return cls(per_epoch(TRAIN_LOSS), per_epoch(VAL_LOSS), lrs, "epoch" if epochs else "step")
+    @classmethod
+    def from_csv(cls, path: Path | str) -> TrainingHistory:
+        """Epoch metrics at x = epoch + 1 and ``lr-*`` at x = step; the last row of an x wins."""
+        epochs: dict[str, dict[float, float]] = {}
+        lrs: dict[str, dict[float, float]] = {}
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                epoch, step = _number(row.get("epoch")), _number(row.get("step"))
+                for name, text in row.items():
+                    value = _number(text)
+                    if name in ("epoch", "step") or value is None:
+                        continue
+                    if name.startswith(LR_PREFIX) and step is not None:
+                        lrs.setdefault(name, {})[step] = value
+                    elif epoch is not None and not name.endswith("_step"):
+                        epochs.setdefault(name, {})[epoch + 1] = value
+        return cls(_sorted(epochs), _sorted(lrs))
 
 
-def _epoch_lookup(acc: object) -> dict[int, list[tuple[float, float]]]:
-    """step -> [(wall_time, epoch)] of Lightning's ``epoch`` scalar, logged with each call."""
-    table: dict[int, list[tuple[float, float]]] = {}
-    for e in acc.Scalars("epoch"):  # type: ignore[attr-defined]
-        table.setdefault(e.step, []).append((e.wall_time, e.value))
-    return table
-
-
-def _nearest_epoch(candidates: list[tuple[float, float]], wall_time: float) -> int | None:
-    """The ``epoch`` value logged in the same ``log_metrics`` call (closest wall time)."""
-    if not candidates:
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
-    return int(min(candidates, key=lambda c: abs(c[0] - wall_time))[1])
+    return value if math.isfinite(value) else None
 
 
-def _last_per_x(points: Points) -> Points:
-    """Sorted by x, keeping the last value written for each x (a resumed run rewrites some)."""
-    return sorted(dict(points).items())
+def _sorted(table: dict[str, dict[float, float]]) -> dict[str, Points]:
+    return {name: sorted(points.items()) for name, points in sorted(table.items())}

@@ -1,0 +1,102 @@
+"""metrics.csv in every run dir (the curves' source), MLflow and W&B for real, and the errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aelightning.builders import build_loggers
+from aelightning.cli.reporting import find_user_error, user_message
+from aelightning.cli.train import train
+from aelightning.evaluation.history import TrainingHistory
+from aelightning.loggers import RunCSVLogger
+
+
+def test_csv_logger_writes_run_dir_metrics_and_keeps_them_on_resume(tmp_path):
+    (tmp_path / ".hydra").mkdir()  # a run dir is never empty: no warning, nothing deleted
+    first = RunCSVLogger(str(tmp_path))
+    for epoch in range(2):
+        first.log_metrics({"lr-Adam": 1e-3 / (epoch + 1)}, step=10 * epoch + 5)
+        first.log_metrics({"val/loss": 0.4 / (epoch + 1), "epoch": epoch}, step=10 * epoch + 9)
+    first.finalize("success")
+    assert first.log_dir.rstrip("/") == str(tmp_path)
+    # a resumed session of the same run: re-logs epoch 1 (from last.ckpt) and adds epoch 2
+    second = RunCSVLogger(str(tmp_path))
+    for epoch in (1, 2):
+        second.log_metrics({"val/loss": 0.3 / (epoch + 1), "epoch": epoch}, step=10 * epoch + 9)
+        second.log_metrics({"train/loss_epoch": 0.5, "epoch": epoch}, step=10 * epoch + 9)
+    second.finalize("success")
+
+    frame = pd.read_csv(tmp_path / "metrics.csv")
+    assert frame["val/loss"].notna().sum() == 4
+    history = TrainingHistory.from_run_dir(tmp_path)
+    assert [x for x, _ in history.val_loss] == [1, 2, 3]
+    assert [v for _, v in history.val_loss] == pytest.approx([0.4, 0.15, 0.1])  # last row wins
+    assert history.train_loss == [(2, 0.5), (3, 0.5)]
+    assert [x for x, _ in history.learning_rates["lr-Adam"]] == [5, 15]
+    assert TrainingHistory.from_run_dir(tmp_path / "missing").empty
+
+
+def test_every_logger_config_keeps_metrics_csv(make_cfg):
+    for choice, names in [
+        ("csv", {"csv"}),
+        ("tensorboard", {"csv", "tensorboard"}),
+        ("mlflow", {"csv", "mlflow"}),
+        ("wandb", {"csv", "wandb"}),
+        ("many", {"csv", "tensorboard", "mlflow", "wandb"}),
+        ("[tensorboard,mlflow]", {"csv", "tensorboard", "mlflow"}),
+        ("none", set()),
+    ]:
+        assert set(make_cfg(f"logger={choice}").get("logger") or {}) == names, choice
+
+
+@pytest.mark.parametrize("package", ["mlflow", "wandb"])
+def test_a_missing_extra_is_one_sentence(make_cfg, monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed
+    with pytest.raises(Exception) as info:
+        build_loggers(make_cfg(f"logger={package}").logger)
+    message = user_message(find_user_error(info.value))
+    assert message == (
+        f"logger={package} needs the {package} package: pip install -e '.[{package}]' "
+        f"(or pip install {package})."
+    )
+
+
+def test_training_with_mlflow_logs_params_metrics_and_metrics_csv(make_cfg, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    cfg = make_cfg("logger=many", "logger.wandb=null", "trainer.max_epochs=2", "net.latent_dim=6")
+    result = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert frame["val/loss"].dropna().size == 2 and frame["test/loss"].dropna().size == 1
+    assert (run_dir / "tensorboard").is_dir()
+    history = TrainingHistory.from_run_dir(run_dir)
+    assert [x for x, _ in history.val_loss] == [1, 2] and [x for x, _ in history.train_loss] == [
+        1,
+        2,
+    ]
+
+    store = Path(cfg.paths.log_dir) / "mlruns" / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("aelightning")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["net/latent_dim"] == "6"  # the whole config, as Lightning flattens it
+    assert run.data.metrics["test/loss"] == pytest.approx(result["metrics"]["test/loss"])
+    assert run.data.tags["run_dir"] == str(run_dir)
+    assert "net.latent_dim=6" in run.info.run_name  # named after the job's overrides
+
+
+def test_training_with_wandb_offline_writes_a_run_to_sync(make_cfg, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = make_cfg("logger=wandb")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and any(offline[0].glob("*.wandb"))
+    assert pd.read_csv(run_dir / "metrics.csv")["test/loss"].notna().any()
