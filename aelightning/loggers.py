@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import importlib
+import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from aelightning.errors import ConfigError
 
 METRICS_FILE = "metrics.csv"
 SQLITE = "sqlite:///"
+#: characters MLflow refuses in a parameter name
+MLFLOW_REFUSED = re.compile(r"[^\w\-. :/]")
 
 
 class RunCSVLogger(CSVLogger):
@@ -95,7 +99,25 @@ def mlflow_logger(run_name: str | None = None, **kwargs: Any) -> Logger:
     uri = str(kwargs.get("tracking_uri") or "")
     if uri.startswith(SQLITE):  # SQLite creates the file, not its folder
         Path(uri.removeprefix(SQLITE)).parent.mkdir(parents=True, exist_ok=True)
-    return MLFlowLogger(run_name=run_name or job_label(), **kwargs)
+    logger = MLFlowLogger(run_name=run_name or job_label(), **kwargs)
+    log_params = logger.log_hyperparams
+    logger.log_hyperparams = lambda params, *args, **kw: log_params(  # type: ignore[method-assign]
+        mlflow_params(params), *args, **kw
+    )
+    return logger
+
+
+def mlflow_params(params: Any) -> Any:
+    """``params`` as MLflow takes them: without Hydra's own node (it is in ``.hydra/``) and with
+    every character MLflow refuses in a name (e.g. the ``@`` of ``gallery@callbacks.figures``)
+    replaced by ``_``."""
+    if not isinstance(params, Mapping):
+        return params
+    return {
+        MLFLOW_REFUSED.sub("_", str(key)): mlflow_params(value)
+        for key, value in params.items()
+        if key != "hydra"
+    }
 
 
 def wandb_logger(name: str | None = None, **kwargs: Any) -> Logger:

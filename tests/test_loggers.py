@@ -100,3 +100,13 @@ def test_training_with_wandb_offline_writes_a_run_to_sync(make_cfg, monkeypatch)
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and any(offline[0].glob("*.wandb"))
     assert pd.read_csv(run_dir / "metrics.csv")["test/loss"].notna().any()
+
+
+def test_mlflow_params_drop_hydra_and_replace_refused_characters():
+    from aelightning.loggers import mlflow_params
+
+    params = {"hydra": {"job": 1}, "choices": {"gallery@callbacks.figures": "default"}, "seed": 42}
+    assert mlflow_params(params) == {
+        "choices": {"gallery_callbacks.figures": "default"},
+        "seed": 42,
+    }
