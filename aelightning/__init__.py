@@ -13,3 +13,15 @@ Where things live (each subpackage's docstring says how to add to it):
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["load_model"]
+
+
+def __getattr__(name: str):
+    """``aelightning.load_model`` imports torch only when first used (``import aelightning``
+    stays cheap for the commands that do not need it)."""
+    if name == "load_model":
+        from aelightning.api import load_model
+
+        return load_model
+    raise AttributeError(f"module 'aelightning' has no attribute {name!r}")
