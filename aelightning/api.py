@@ -247,4 +247,3 @@ class TrainedAutoencoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"objective={self.objective}, input_shape={list(self.input_shape)}"
-

@@ -61,6 +61,7 @@ class ImageInput:
     root: Path
     relpaths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    single_file: bool = False
 
     def note_skip(self, relpath: str, error: str) -> None:
         self.skipped.append((relpath, error))
@@ -83,7 +84,7 @@ def find_images(path: object, extensions: Sequence[str] = EXTENSIONS) -> ImageIn
         raise ConfigError("input is required: input=<image file or folder of images>")
     source = Path(str(path)).expanduser()
     if source.is_file():
-        return ImageInput(source.parent, [source.name])
+        return ImageInput(source.parent, [source.name], single_file=True)
     if not source.is_dir():
         raise DataError(f"input '{source}' does not exist; pass an image file or a folder.")
     files = scan_folder(source, extensions)
@@ -98,12 +99,11 @@ def find_images(path: object, extensions: Sequence[str] = EXTENSIONS) -> ImageIn
 
 def check_output_outside(output: Path, images: ImageInput) -> None:
     """Outputs never go into the folder being read (a second run would read them back)."""
+    if images.single_file:
+        return
     out, root = output.expanduser().resolve(), images.root.resolve()
-    if len(images.relpaths) > 1 or (images.root / images.relpaths[0]).is_dir():
-        if out == root or root in out.parents:
-            raise ConfigError(
-                f"output '{output}' lies inside input '{images.root}'; write elsewhere."
-            )
+    if out == root or root in out.parents:
+        raise ConfigError(f"output '{output}' lies inside input '{images.root}'; write elsewhere.")
 
 
 def decoded_batches(
