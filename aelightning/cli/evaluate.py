@@ -30,7 +30,7 @@ from aelightning.cli.hparams import flatten_config
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
-from aelightning.evaluation import analysis, probes
+from aelightning.evaluation import analysis, ood, probes
 from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
 from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
@@ -263,6 +263,8 @@ def load_run(cfg: DictConfig) -> tuple[Path, DictConfig, Any, AutoencoderModule]
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path``; returns what ``metrics.json`` holds."""
+    if ood.other_data_selected(cfg):  # data=<group>: score on another dataset
+        return ood.evaluate_other_data(cfg)
     started = time.perf_counter()
     for key in ("probe_train_images", "noise_images", "likelihood_images"):
         check_count(cfg.metrics.get(key), f"metrics.{key}")
