@@ -104,6 +104,7 @@ class TrainedAutoencoder(nn.Module):
         data = self.config.get("data") or {}
         self.resize = str(data.get("resize") or "center_crop")
         self.objective = str(type(module).config_name)
+        self.eval()
 
     def train(self, mode: bool = True) -> TrainedAutoencoder:
         """Stays in eval mode: this object is for inference (train the module itself)."""
