@@ -452,3 +452,27 @@ def test_evaluate_on_data_of_another_shape_is_one_sentence(ae_run, tmp_path):
             "data.progress=false",
             "data.test_fraction=0.3",
         )
+
+
+def test_readme_onnx_demo_runs_the_exported_file_like_pytorch(
+    ae_run, mnist_test, tmp_path, monkeypatch
+):
+    """The README's ``onnx_demo.py``, run as written next to ``ae-export``'s files."""
+    pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    demo = readme.split("`onnx_demo.py`, using only", 1)[1].split("```python\n", 1)[1]
+    demo = demo.split("```", 1)[0]
+    _run(
+        "export",
+        tmp_path,
+        f"ckpt_path={ae_run['best_checkpoint']}",
+        f"output={tmp_path / 'model.onnx'}",
+    )
+    (tmp_path / "my_pngs").mkdir()
+    Image.fromarray(mnist_test[3, 0].numpy()).save(tmp_path / "my_pngs" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(demo, "onnx_demo.py", "exec"), namespace)
+    expected = aelightning.load_model(ae_run["best_checkpoint"]).reconstruct(mnist_test[3:4])
+    assert np.abs(namespace["out"] - expected.numpy()).max() <= 1e-5
+    assert Image.open(tmp_path / "a_recon.png").size == (28, 28)
