@@ -10,6 +10,8 @@ Where things live (each subpackage's docstring says how to add to it):
 - ``checkpointing/`` atomic saves, safe loading, rebuilding a model, resume resolution
 - ``runtime/``     speed settings, thread choice and every patch of Lightning's internals
 - ``cli/``         the ``ae-*`` entry points and what they print and write
+- ``api.py``       ``aelightning.load_model(path)``: a trained model for inference
+- ``export.py``    ONNX / TorchScript export of a trained model, checked against PyTorch
 """
 
 __version__ = "0.1.0"
