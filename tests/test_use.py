@@ -159,6 +159,12 @@ def test_preprocess_colour_is_luma_or_refused_and_bad_inputs_are_one_sentence(ae
         model.sample(4)
     with pytest.raises(CheckpointError, match="does not exist"):
         aelightning.load_model(tmp_path / "none.ckpt")
+    # weights-only, like every command: a pickled object is refused before it can run
+    checkpoint = torch.load(ae_run["best_checkpoint"], weights_only=True)
+    checkpoint["callback"] = Path("anything")  # any non-allow-listed Python object
+    torch.save(checkpoint, tmp_path / "pickled.ckpt")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        aelightning.load_model(tmp_path / "pickled.ckpt")
 
 
 def test_encode_decode_and_vae_sampling(ae_run, vae_run, mnist_test):
