@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate test test-slow reproduce reproduce-quick bench gpu-check lint format tensorboard clean
+.PHONY: help install train evaluate reconstruct test test-slow reproduce reproduce-quick bench gpu-check lint format tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ train: install ## train the default model (extra Hydra overrides: make train ARG
 evaluate: install ## evaluate a checkpoint: make evaluate CKPT=outputs/<run>/checkpoints/last.ckpt [ARGS=...]
 	@test -n "$(CKPT)" || { echo 'usage: make evaluate CKPT=<run dir>/checkpoints/last.ckpt [ARGS="..."]' >&2; exit 2; }
 	$(BIN)/ae-evaluate ckpt_path=$(CKPT) $(ARGS)
+
+reconstruct: install ## run a checkpoint on your images: make reconstruct CKPT=<.ckpt> INPUT=<file or folder> [OUTPUT=<folder>] [ARGS=...]
+	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo 'usage: make reconstruct CKPT=<run dir>/checkpoints/last.ckpt INPUT=<image file or folder> [OUTPUT=<folder>] [ARGS="..."]' >&2; exit 2; }
+	$(BIN)/ae-reconstruct ckpt_path=$(CKPT) input=$(INPUT) $(if $(OUTPUT),output=$(OUTPUT)) $(ARGS)
 
 test: install ## run the fast test suite (everything not marked slow)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)

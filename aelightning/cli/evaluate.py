@@ -30,6 +30,7 @@ from aelightning.cli.hparams import curated_hparams, write_session
 from aelightning.cli.reporting import run_reporting_errors
 from aelightning.config import CONFIG_DIR
 from aelightning.errors import CheckpointError, ConfigError
+from aelightning.evaluation import ood
 from aelightning.evaluation.history import TrainingHistory
 from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
@@ -133,6 +134,8 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
 # ------------------------------------------------------------------------ the command
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path``; returns what ``metrics.json`` holds."""
+    if ood.other_data_selected(cfg):  # data=<group>: score on another dataset
+        return ood.evaluate_other_data(cfg)
     started = time.perf_counter()
     options = InspectionOptions.from_evaluate_config(cfg)  # a bad value fails before loading
     ckpt_path, run_cfg, datamodule, model = load_run(cfg)
