@@ -129,9 +129,9 @@ class Check:
         return ["trainer.accelerator=cpu"]
 
     def compose(self, run_dir: Path, overrides: list[str]) -> Any:
-        from benchmarks.cases import compose_train_config
+        from aelightning.config import compose_config
 
-        return compose_train_config(overrides, run_dir)
+        return compose_config(run_dir, overrides)
 
     def fit(self, name: str, overrides: list[str], count_copies: bool = True) -> dict[str, Any]:
         """One real ``train(cfg)`` with the probe; its report, the outputs and the run dir."""

@@ -133,7 +133,9 @@ class ShardProbe(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         digest = hashlib.sha1()
-        for name, tensor in sorted(pl_module.state_dict().items()):
+        # parameters and buffers: a metric's state (the epoch mean) is each rank's own by design
+        weights = [*pl_module.named_parameters(), *pl_module.named_buffers()]
+        for name, tensor in sorted(weights, key=lambda item: item[0]):
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().numpy().tobytes())
         self.out_dir.mkdir(parents=True, exist_ok=True)
