@@ -33,7 +33,11 @@ from aelightning.errors import CheckpointError, ConfigError
 from aelightning.evaluation import analysis, probes
 from aelightning.evaluation.gallery import GalleryOptions, class_names_of, render_gallery
 from aelightning.evaluation.history import TrainingHistory, find_event_dir
-from aelightning.evaluation.likelihood import likelihood_metrics, supports_likelihood
+from aelightning.evaluation.likelihood import (
+    MAX_DECODES_PER_CHUNK,
+    likelihood_metrics,
+    supports_likelihood,
+)
 from aelightning.evaluation.plots import FigureSink
 from aelightning.evaluation.projector import write_projector
 from aelightning.models.base import AutoencoderModule
@@ -166,17 +170,24 @@ def noise_curve_rows(
 def vae_metrics(
     model: AutoencoderModule, images: torch.Tensor, cfg: DictConfig, seed: int, notes: list[str]
 ) -> dict[str, float]:
-    """Negative ELBO and importance-weighted NLL (nats per image) of a VAE."""
+    """Negative ELBO, importance-weighted NLL and KL (nats per image) of a VAE."""
     k = cfg.metrics.get("iw_samples", 100)
     binarize = bool(cfg.metrics.get("binarize", False))
+    chunk = cfg.metrics.get("iw_chunk", MAX_DECODES_PER_CHUNK)
     idx = analysis.subsample(len(images), cfg.metrics.get("likelihood_images"), seed)
     with analysis.seeded(seed, model.device):
-        values = likelihood_metrics(model, images[idx.to(images.device)], k, binarize)
+        values = likelihood_metrics(model, images[idx.to(images.device)], k, binarize, chunk=chunk)
     notes.append(
         f"test/iw_nll, test/neg_elbo_k: k={k} posterior samples on {len(idx):,} test images"
         + (", stochastically binarised" if binarize else "")
+        + ("" if model.recon_loss == "bce" else "; decoder N(x_hat, 1/2) per pixel, no paper's")
     )
-    return {"test/neg_elbo_k": values["neg_elbo"], "test/iw_nll": values["iw_nll"]}
+    return {
+        "test/neg_elbo_k": values["neg_elbo"],
+        "test/iw_nll": values["iw_nll"],
+        "test/kl": values["kl"],
+        "test/iw_samples": float(k),
+    }
 
 
 def compute_metrics(
