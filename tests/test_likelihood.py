@@ -21,7 +21,7 @@ def binary_digits() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def trained_vae(binary_digits) -> VariationalAutoencoder:
-    """A Bernoulli VAE 784-128-2x8, 200 Adam steps on 4,500 binarised sample digits (~2 s)."""
+    """A Bernoulli VAE 784-128-2x8, 120 Adam steps on 4,500 binarised sample digits (~2 s)."""
     torch.manual_seed(0)
     net = MLPNet(
         (1, 28, 28),
@@ -33,7 +33,7 @@ def trained_vae(binary_digits) -> VariationalAutoencoder:
     model = VariationalAutoencoder(net, recon_loss="bce")
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     train = binary_digits[:4500]
-    for _ in range(200):
+    for _ in range(120):
         x = train[torch.randint(len(train), (100,))]
         loss = model.model_step((x,)).loss
         optimizer.zero_grad()
