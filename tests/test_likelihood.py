@@ -54,9 +54,7 @@ def test_batched_over_samples_equals_unbatched(trained_vae, binary_digits) -> No
 
 
 @torch.no_grad()
-def test_iw_nll_below_the_elbo_meets_it_at_k1_and_falls_with_k(
-    trained_vae, binary_digits
-) -> None:
+def test_iw_nll_below_the_elbo_meets_it_at_k1_and_falls_with_k(trained_vae, binary_digits) -> None:
     x = binary_digits[4500:4800]
     torch.manual_seed(1)
     bounds = {k: likelihood_metrics(trained_vae, x, k=k, batch_size=300) for k in (1, 10, 100)}
