@@ -45,13 +45,10 @@ def fixed_binarization(images: torch.Tensor, seed: int, split: str) -> torch.Ten
     """One seeded binarisation of a whole split (on the CPU, in chunks), a function of
     ``(seed, split)`` and the images alone."""
     g = seeded_generator(seed, _SPLIT_KEYS[split])
-    return (
-        torch.cat(
-            [bernoulli_images(images[i : i + _CHUNK], g) for i in range(0, len(images), _CHUNK)]
-        )
-        if len(images)
-        else images.clone()
-    )
+    if not len(images):
+        return images.clone()
+    chunks = [bernoulli_images(images[i : i + _CHUNK], g) for i in range(0, len(images), _CHUNK)]
+    return torch.cat(chunks)
 
 
 def describe_protocol(mode: str, seed: int) -> str:
