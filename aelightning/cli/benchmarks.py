@@ -81,11 +81,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "keras_sparse",
         "Sparse (L1 on the 32-d code)",
         "keras_sparse",
-        KERAS_PROTOCOL,
-        "test/bce",
+        KERAS_PROTOCOL + " plus the L1 term, as the blog's loss",
+        "test/loss",
         "",
         "{:.4f}",
-        (Published("0.10 (test loss incl. the L1 term)", KERAS_BLOG, "100 epochs"),),
+        (Published("0.10 (test loss)", KERAS_BLOG, "100 epochs"),),
     ),
     Benchmark(
         "keras_deep",
@@ -225,9 +225,10 @@ def benchmarks_markdown(results: list[dict[str, Any]], quick: bool, seconds: flo
         "Ours: `ae-evaluate` on the best checkpoint (`test/iw_nll` for the VAE: importance-",
         "weighted NLL with k=5,000 posterior samples on the fixed binarisation of the test set,",
         "`data.binarize_seed=0`; `test/bce` for the Keras rows: mean per-pixel binary",
-        "cross-entropy of the reconstructions). Our budget: training only, CPU time of the",
-        "training process (all threads) and its wall time; the published budgets are the",
-        "sources' own. Training data: the 55,000 training images (5,000 held out for validation).",
+        "cross-entropy of the reconstructions; `test/loss` for the sparse one, BCE + L1 term).",
+        "Our budget: training only, CPU time of the training process (all threads) and its wall",
+        "time; the published budgets are the sources' own. Training data: the 55,000 training",
+        "images (5,000 held out for validation).",
         "",
     ]
     return "\n".join(lines)
