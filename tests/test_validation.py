@@ -25,7 +25,7 @@ CASES = [
     ("noise_std_nan", ["noise=gaussian", "noise.std=nan"], "noise.std"),
     ("probability>1", ["noise=masking", "noise.p=1.5"], "noise.p"),
     ("probability<0", ["noise=salt_pepper", "noise.p=-0.1"], "noise.p"),
-    ("empty_hidden_dims", ["net.hidden_dims=[]"], "net.hidden_dims"),
+    ("zero_hidden_width", ["net.hidden_dims=[64,0]"], "net.hidden_dims"),
     ("empty_conv_channels", ["net=conv", "net.channels=[]"], "net.channels"),
     ("image_size_conv", ["net=conv", "net.channels=[16,32,64]"], "net.channels"),
     ("image_size_vgg", ["net=vgg16", "net.pad_input=false"], "net.pad_input"),

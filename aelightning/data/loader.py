@@ -11,6 +11,8 @@ batches. Lightning's loops call ``set_epoch`` on ``loader.sampler`` at the start
 whose ``set_epoch`` forwards here, and ``batch_sampler = None`` for Lightning's shuffle check.
 ``state_dict``/``load_state_dict`` make it a resumable loader: Lightning stores the state in
 checkpoints and restores it, so a resume from a mid-epoch checkpoint continues at the next batch.
+With ``binarize`` each training batch is re-drawn as Bernoulli(pixel) on the data's device from
+``(seed, epoch, batch, rank)`` (dynamically binarised MNIST), so a resume redraws it exactly.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from aelightning.data.binarize import bernoulli_images, seeded_generator
 from aelightning.errors import ConfigError
+
+#: last key of a dynamic binarisation's seed, keeping its draws apart from the permutations'
+_BINARIZE_KEY = 0xB1
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -32,10 +37,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     Mixing both numbers (instead of ``seed + epoch``) keeps run ``seed=1`` from replaying run
     ``seed=0`` shifted by one epoch.
     """
-    state = np.random.SeedSequence([seed & 0xFFFF_FFFF_FFFF_FFFF, epoch]).generate_state(2)
-    g = torch.Generator(device="cpu")
-    g.manual_seed(int(state[0]) << 32 | int(state[1]))
-    return g
+    return seeded_generator(seed, epoch)
 
 
 class InMemoryBatchLoader:
@@ -51,6 +53,8 @@ class InMemoryBatchLoader:
         rank, world_size: DDP shard; rank ``r`` takes ``perm[r::world_size]`` of the epoch's
             order, padded by wrapping (like ``DistributedSampler``) so every rank gets the same
             number of batches and the ranks together cover the whole epoch.
+        binarize: yield each batch's uint8 images re-drawn as 0/255 Bernoulli(pixel / 255)
+            samples, seeded from ``(seed, epoch, batch, rank)`` (see the module docstring).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class InMemoryBatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        binarize: bool = False,
     ) -> None:
         if len(images) != len(labels):
             raise ConfigError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
@@ -80,6 +85,7 @@ class InMemoryBatchLoader:
         self.drop_last = bool(drop_last)
         self.rank = rank
         self.world_size = world_size
+        self.binarize = bool(binarize)
         self.epoch = 0
         self._batches_done = 0  # batches of the current epoch yielded so far (for state_dict)
         self._resume_at = 0  # set by load_state_dict: where the next iteration starts
@@ -145,7 +151,15 @@ class InMemoryBatchLoader:
         for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             self._batches_done = b + 1
-            yield self.images[idx], self.labels[idx]
+            images = self.images[idx]
+            if self.binarize:
+                images = bernoulli_images(images, self.batch_generator(b))
+            yield images, self.labels[idx]
+
+    def batch_generator(self, batch: int) -> torch.Generator:
+        """The generator of batch ``batch``'s binarisation in the current epoch, on ``device``."""
+        keys = (self.seed, self.epoch, batch, self.rank, _BINARIZE_KEY)
+        return seeded_generator(*keys, device=self.device)
 
     # -- resume --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
@@ -173,6 +187,7 @@ class InMemoryBatchLoader:
             drop_last=self.drop_last,
             rank=self.rank,
             world_size=self.world_size,
+            binarize=self.binarize,
         )
         other.epoch = self.epoch
         other._batches_done, other._resume_at = self._batches_done, self._resume_at
@@ -182,7 +197,7 @@ class InMemoryBatchLoader:
         return (
             f"InMemoryBatchLoader(n={self.dataset_size}, batch_size={self.batch_size}, "
             f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, "
-            f"rank={self.rank}/{self.world_size}, device={self.device})"
+            f"rank={self.rank}/{self.world_size}, binarize={self.binarize}, device={self.device})"
         )
 
 

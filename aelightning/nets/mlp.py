@@ -30,7 +30,8 @@ class MLPNet(AutoencoderNet):
     """Flatten -> hidden layers -> code; the decoder mirrors the hidden widths.
 
     ``bottleneck_activation`` is applied to the code (the seeds use ReLU; use ``none``
-    for unconstrained codes), ``output_activation`` to the reconstruction.
+    for unconstrained codes), ``output_activation`` to the reconstruction. ``hidden_dims=[]``
+    is one layer each way (784-32-784, the Keras blog's simple autoencoder).
     """
 
     def __init__(
@@ -45,7 +46,6 @@ class MLPNet(AutoencoderNet):
     ):
         super().__init__(input_shape, code_multiplier)
         hidden = [int(h) for h in hidden_dims]
-        check(len(hidden) >= 1, "net.hidden_dims must list at least one width, e.g. [256, 64].")
         check(
             all(h >= 1 for h in hidden), f"net.hidden_dims must be positive widths, got {hidden}."
         )
@@ -58,14 +58,14 @@ class MLPNet(AutoencoderNet):
         self.encoder = nn.Sequential(
             nn.Flatten(),
             *_dense_stack([n_in, *hidden], hidden_activation, "net.hidden_activation"),
-            nn.Linear(hidden[-1], code_width),
+            nn.Linear(([n_in, *hidden])[-1], code_width),
             make_activation(bottleneck_activation, "net.bottleneck_activation"),
         )
         self.decoder = nn.Sequential(
             *_dense_stack(
                 [self.latent_dim, *reversed(hidden)], hidden_activation, "net.hidden_activation"
             ),
-            nn.Linear(hidden[0], n_in),
+            nn.Linear(([self.latent_dim, *reversed(hidden)])[-1], n_in),
             make_activation(output_activation, "net.output_activation", OUTPUT_ACTIVATIONS),
             nn.Unflatten(1, self.input_shape),
         )

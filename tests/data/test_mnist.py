@@ -361,3 +361,95 @@ def test_val_size_zero_gives_an_empty_val_loader(idx_raw) -> None:
     dm.setup()
     assert dm.split_sizes == {"train": 4000, "val": 0, "test": 1000}
     assert len(dm.val_dataloader()) == 0 and list(dm.val_dataloader()) == []
+
+
+# -- binarised MNIST -----------------------------------------------------------------------------
+def _binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 255)).all())
+
+
+def test_dynamic_binarisation_is_exact_fresh_per_epoch_and_repeatable() -> None:
+    dm = MNISTDataModule(source="sample", batch_size=100, seed=3, binarize="dynamic")
+    dm.setup()
+    grey = MNISTDataModule(source="sample", batch_size=100, seed=3)
+    grey.setup()
+    assert _binary(dm.val_images) and _binary(dm.test_images)
+    assert torch.equal(dm.train_images, grey.train_images)  # train stays grey: drawn per batch
+    loader = dm.train_dataloader()
+
+    def batches(epoch: int) -> list[torch.Tensor]:
+        loader.set_epoch(epoch)
+        return [x for x, _ in loader][:3]
+
+    first, again, second = batches(0), batches(0), batches(1)
+    assert all(_binary(x) and x.dtype == torch.uint8 for x in first)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    grey_loader = grey.train_dataloader()
+    x_grey, _ = next(iter(grey_loader))
+    # a Bernoulli(pixel) draw: 1 where the pixel is 1, 0 where it is 0, mean = grey mean
+    assert torch.equal(first[0][x_grey == 255], x_grey[x_grey == 255])
+    assert (first[0][x_grey == 0] == 0).all()
+    assert abs(first[0].float().mean() - x_grey.float().mean()) < 0.05 * 255
+    # epoch 1 permutes differently; its same images are drawn afresh
+    redrawn = MNISTDataModule(source="sample", batch_size=100, seed=3, binarize="dynamic")
+    redrawn.setup()
+    other = redrawn.train_dataloader()
+    other.set_epoch(1)
+    assert torch.equal(next(iter(other))[0], second[0])  # a function of (seed, epoch, batch)
+    loader.set_epoch(0)
+    loader.load_state_dict({"epoch": 0, "batches_done": 2})  # resume at batch 2
+    assert torch.equal(next(iter(loader))[0], first[2])
+
+
+def test_dynamic_draws_differ_between_epochs_for_the_same_image() -> None:
+    dm = MNISTDataModule(source="sample", batch_size=4000, seed=0, binarize="dynamic")
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.shuffle = False  # the same images in both epochs, to compare their draws
+    draws = []
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        draws.append(next(iter(loader))[0])
+    assert not torch.equal(draws[0], draws[1])
+
+
+def test_static_binarisation_is_identical_across_runs_and_seeds() -> None:
+    def splits(seed: int, binarize_seed: int = 0) -> list[torch.Tensor]:
+        dm = MNISTDataModule(
+            source="sample", seed=seed, binarize="static", binarize_seed=binarize_seed
+        )
+        dm.setup()
+        loader = dm.train_dataloader()
+        loader.shuffle = False
+        assert torch.equal(next(iter(loader))[0], dm.train_images[:128])  # no per-batch draws
+        return [dm.train_images, dm.val_images, dm.test_images]
+
+    first, again = splits(0), splits(0)
+    assert all(_binary(x) for x in first)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[2], splits(0, binarize_seed=1)[2])
+    grey = MNISTDataModule(source="sample")
+    grey.setup()
+    assert not torch.equal(first[0], grey.train_images)
+
+
+def test_test_set_binarisation_ignores_the_run_seed(idx_raw) -> None:
+    def test_images(seed: int) -> torch.Tensor:
+        dm = MNISTDataModule(
+            data_dir=idx_raw.root, source="idx", val_size=400, seed=seed, binarize="dynamic"
+        )
+        dm.setup()
+        assert "binarised: train re-drawn every batch" in dm.source_description
+        return dm.test_images
+
+    assert torch.equal(test_images(0), test_images(7))
+    assert _binary(test_images(0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"binarize": "yes"}, "data.binarize"), ({"binarize_seed": -1}, "data.binarize_seed")],
+)
+def test_binarize_config_errors_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        MNISTDataModule(**kwargs)

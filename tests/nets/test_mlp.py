@@ -26,11 +26,18 @@ def test_code_multiplier_widens_only_the_code():
     assert net.code_shape == (8,) and net.latent_shape == (4,)
 
 
+def test_no_hidden_layer_is_one_linear_map_each_way():
+    """``hidden_dims=[]``: the Keras blog's 784-32-784 autoencoder."""
+    net = MLPNet((1, 28, 28), hidden_dims=[], latent_dim=32)
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 32), (32, 784)]
+    assert net.decode(net.encode(torch.rand(2, 1, 28, 28))).shape == (2, 1, 28, 28)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
         ({"latent_dim": 0}, "net.latent_dim"),
-        ({"hidden_dims": []}, "net.hidden_dims"),
         ({"hidden_dims": [64, 0]}, "net.hidden_dims"),
         ({"hidden_activation": "relux"}, "net.hidden_activation"),
         ({"output_activation": "softplus"}, "net.output_activation"),
