@@ -66,12 +66,11 @@ def _unpool(x: Tensor, indices: Tensor | None) -> Tensor:
 def _init_output_conv(conv: nn.Conv2d, gain: float = OUTPUT_INIT_GAIN) -> None:
     """Start the last conv near zero, so the first reconstructions are flat mid-grey.
 
-    VGG's ReLU initialisation (fan_out, gain sqrt(2)) suits hidden layers followed by batch
-    norm; on the output conv it gives pre-sigmoid values of std ~2, i.e. saturated noise whose
-    error (MSE ~0.18 on faces) exceeds the mean image's (~0.08). The quickest way down for Adam
-    is then to switch the decoder's features off (batch-norm scales towards zero), after which
-    every input gets the same image and no gradient reaches the encoder: the collapse seen at
-    lr 1e-2. Small output weights give an output error near the mean image's at step 0.
+    VGG's ReLU initialisation (fan_out, gain sqrt(2)) suits hidden convs followed by batch norm.
+    On the output conv it gives pre-sigmoid values of std ~2: saturated noise (where the sigmoid's
+    gradient is small) with twice the error of the mean image (MSE 0.17 vs 0.08 on the anime
+    faces). Measured at lr 1e-2 with warm-up, such a net settles on the mean image within 30
+    steps and stays there (test PSNR 10.8 dB); started near zero, the same net and schedule learn
     """
     nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="linear")
     conv.weight.data.mul_(gain)
