@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.evaluation import plots
+from aelightning.evaluation import gallery, plots
 from aelightning.evaluation.history import TrainingHistory, find_event_dir
 from tests.tbutil import read_events
 
@@ -98,6 +98,7 @@ def test_history_reads_epochs_and_learning_rates(tmp_path):
         for i in range(step - 10, step, 5):
             writer.add_scalar("lr-Adam", 1e-3 * (1 - i / 40), i)
             writer.add_scalar("epoch", epoch, i)
+            writer.add_scalar("train/loss", 1.0 / (i + 1), i)
         writer.add_scalar("val/loss", 0.2 / (epoch + 1), step)
         writer.add_scalar("epoch", epoch, step)
         writer.add_scalar("train/loss_epoch", 0.3 / (epoch + 1), step)
@@ -109,4 +110,10 @@ def test_history_reads_epochs_and_learning_rates(tmp_path):
     assert [v for _, v in history.val_loss] == pytest.approx([0.2, 0.1, 0.2 / 3])
     assert [x for x, _ in history.train_loss] == [1, 2, 3]
     assert [x for x, _ in history.learning_rates["lr-Adam"]] == [0, 5, 10, 15, 20, 25]
+    assert history.train_loss_steps == [(i, pytest.approx(1 / (i + 1))) for i in range(0, 30, 5)]
     assert TrainingHistory.from_event_dir(tmp_path / "missing").empty
+    # a one-epoch run still gets a loss curve: the per-step one
+    sink = plots.FigureSink(tmp_path / "figures")
+    gallery.history_figures(sink, TrainingHistory(train_loss_steps=history.train_loss_steps))
+    assert set(sink.paths) == {"loss_steps"}
+    assert_png_with_content(sink.paths["loss_steps"])

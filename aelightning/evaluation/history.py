@@ -13,6 +13,8 @@ from pathlib import Path
 
 EVENT_GLOB = "events.out.tfevents.*"
 TRAIN_LOSS = "train/loss_epoch"
+#: the per-step training loss (every ``trainer.log_every_n_steps`` steps)
+TRAIN_LOSS_STEP = "train/loss"
 VAL_LOSS = "val/loss"
 LR_PREFIX = "lr-"
 
@@ -31,17 +33,21 @@ def find_event_dir(run_dir: Path | str) -> Path | None:
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch losses and per-step learning rates of one run."""
+    """Per-epoch losses, the per-step training loss and per-step learning rates of one run."""
 
     train_loss: Points = field(default_factory=list)
     val_loss: Points = field(default_factory=list)
     learning_rates: dict[str, Points] = field(default_factory=dict)
     #: what the loss x values count: ``epoch``, or ``step`` for event files without epochs
     loss_x: str = "epoch"
+    #: (optimizer step, training loss): a curve even for a one-epoch run
+    train_loss_steps: Points = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.train_loss or self.val_loss or self.learning_rates)
+        return not (
+            self.train_loss or self.val_loss or self.learning_rates or self.train_loss_steps
+        )
 
     @classmethod
     def from_event_dir(cls, log_dir: Path | str | None) -> TrainingHistory:
@@ -75,7 +81,14 @@ class TrainingHistory:
             for tag in sorted(tags)
             if tag.startswith(LR_PREFIX)
         }
-        return cls(per_epoch(TRAIN_LOSS), per_epoch(VAL_LOSS), lrs, "epoch" if epochs else "step")
+        steps = (
+            _last_per_x([(e.step, e.value) for e in acc.Scalars(TRAIN_LOSS_STEP)])
+            if TRAIN_LOSS_STEP in tags
+            else []
+        )
+        return cls(
+            per_epoch(TRAIN_LOSS), per_epoch(VAL_LOSS), lrs, "epoch" if epochs else "step", steps
+        )
 
 
 def _epoch_lookup(acc: object) -> dict[int, list[tuple[float, float]]]:
