@@ -35,8 +35,10 @@ from aelightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
-#: the decoder's version and the index format's (2: content digests, duplicates listed)
-CACHE_VERSION = f"{DECODE_VERSION}.2"
+#: the decoder's version and the index format's (3: content digests, duplicates, keyed split)
+CACHE_VERSION = f"{DECODE_VERSION}.3"
+#: BLAKE2b personalisation of the split position (changing it reshuffles every split)
+SPLIT_KEY = b"aelightning-spl"
 #: rows copied per step when compacting or reusing rows (bounded memory at any image size)
 _COPY_ROWS = 1024
 
@@ -71,9 +73,13 @@ def split_position(digest: str) -> float:
     """Where an image falls in [0, 1) for splitting, from the hex SHA-256 of its file's bytes.
 
     The content decides, not the name: copies under other names share a split, and the position
-    is the same on every run, machine and Python (``hash()`` is salted per process).
+    is the same on every run, machine and Python (``hash()`` is salted per process). The position
+    is a keyed BLAKE2b of that digest, not the digest's own leading bits: a folder's SHA-256s can
+    be skewed on purpose (the public anime-face copy has none below 0x4000..., which would leave a
+    5 % split empty), a hash keyed for this use cannot be skewed without targeting it.
     """
-    return int(digest[:16], 16) / 2.0**64
+    keyed = hashlib.blake2b(bytes.fromhex(digest), digest_size=8, person=SPLIT_KEY).digest()
+    return int.from_bytes(keyed, "big") / 2.0**64
 
 
 class _BuildState:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
 LABEL_MODES = ("none", "folders")
+#: expected split sizes from which a size off by 2x is a skew, not chance (~7 std at 50)
+SKEW_CHECK_MIN = 50
 #: bad files named in the warning (the rest are counted)
 NAMED_SKIPS = 5
 
@@ -244,6 +246,21 @@ class ImageFolderDataModule(InMemoryDataModule):
         lookup = {name: i for i, name in enumerate(self._class_names)}
         return torch.tensor([lookup[c] for c in classes], dtype=torch.int64)
 
+    def _warn_if_skewed(self, n: int, sizes: dict[str, int]) -> None:
+        """Say so when a split is far from its fraction where chance cannot explain it."""
+        for split, size in sizes.items():
+            expected = n * getattr(self, f"{split}_fraction")
+            if expected >= SKEW_CHECK_MIN and not expected / 2 <= size <= 2 * expected:
+                log.warning(
+                    "Data: the content hash put %d of %d images into the %s split, expected "
+                    "~%.0f from data.%s_fraction; the split positions are skewed",
+                    size,
+                    n,
+                    split,
+                    expected,
+                    split,
+                )
+
     def _set_splits(self, data: DecodedImages, labels: torch.Tensor) -> None:
         """Rows are sorted by split position, so each split is a slice (a view, no copy):
         test ``[0, test_fraction)``, val ``[test_fraction, test + val)``, train the rest."""
@@ -261,6 +278,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"data.root '{self.root}' holds {n} distinct image(s), too few for a train, "
                 f"val and test split; add images or set data.val_fraction / data.test_fraction to 0"
             )
+        self._warn_if_skewed(n, {"test": test_end, "val": val_end - test_end})
         # a folder too small for the fractions: the borderline images fill the empty splits
         test_end = min(max(test_end, int(wanted["test"])), n - needed + int(wanted["test"]))
         val_end = min(max(val_end, test_end + int(wanted["val"])), n - 1)

@@ -501,3 +501,27 @@ def test_experiments_compose_and_build(make_cfg, tmp_path: Path, experiment: str
     with torch.no_grad():
         out = model.net.decode(model.net.encode(torch.rand(1, *dm.dims)))
     assert out.shape == (1, *dm.dims)
+
+
+def test_split_is_not_the_raw_sha256(tmp_path: Path) -> None:
+    """A folder whose files' SHA-256s all start at 0x4 or above (the public anime-face copy is
+    such a folder) still gets val and test images by the fractions, not one each."""
+    root = tmp_path / "skewed"
+    for path in write_crops(root, 90, 12):
+        if sha256_of(path) < "4":
+            path.unlink()
+    n = len(list(root.iterdir()))
+    assert n >= 50  # ~3/4 of the crops remain, every one with a "high" SHA-256
+    sizes = loaded(root, None, image_size=12, val_fraction=0.2, test_fraction=0.2).split_sizes
+    assert sizes["val"] >= 4 and sizes["test"] >= 4 and sum(sizes.values()) == n
+
+
+def test_a_skewed_split_is_reported(tmp_path: Path, monkeypatch, caplog) -> None:
+    write_crops(tmp_path / "faces", 300, 8)
+    monkeypatch.setattr(
+        cache_module, "split_position", lambda digest: 0.5 + int(digest, 16) / 2**258
+    )
+    caplog.set_level("WARNING", logger="aelightning")
+    dm = loaded(tmp_path / "faces", None, image_size=8, val_fraction=0.2, test_fraction=0.2)
+    assert "the content hash put 0 of 300 images into the test split, expected ~60" in caplog.text
+    assert dm.split_sizes["test"] == 1  # and still an image in every split
