@@ -62,7 +62,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         extensions: file extensions to read (case-insensitive).
         labels: ``none`` (every label 0, ``num_classes`` 0) or ``folders`` (the first folder
             below ``root`` is the class, e.g. ``root/cat/1.jpg``).
-        val_fraction, test_fraction: share of the files (by path hash) in val and test.
+        val_fraction, test_fraction: share of the distinct images (by content hash) in val and test.
         cache_dir: folder for the decoded ``.npy`` caches (must lie outside ``root``); ``None``
             decodes on every start.
         num_workers: decode processes; ``None`` = all CPUs, ``0`` = decode in this process.
