@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from aelightning.config import compose_config
+from aelightning.data.images import EXTENSIONS
 from aelightning.runtime.settings import (
     RuntimeSettings,
     configure_early,
@@ -53,6 +54,9 @@ from benchmarks.ways import (
     run_limit,
     run_seeds_apart,
 )
+
+#: the image folder module's own extensions (real face sets are JPEGs; the stand-in is PNG)
+IMAGE_SUFFIXES = tuple(f".{e}" for e in EXTENSIONS)
 
 
 @dataclass
@@ -107,7 +111,10 @@ class Bench:
         folder = self.work / f"faces-{case.image_size}-{n}"
         if not folder.is_dir():
             folder.mkdir(parents=True)
-            for src in sorted(self.anime_folder().rglob("*.png")):
+            images = (
+                p for p in self.anime_folder().rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            for src in sorted(images):
                 dst = folder / src.name
                 try:
                     os.link(src, dst)

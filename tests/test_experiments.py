@@ -34,6 +34,7 @@ def test_the_seed_setups_are_all_there() -> None:
         EXPERIMENTS
     )
     assert {"mnist_vae", "anime_segnet_vgg16", "anime_vgg13_64"} <= set(EXPERIMENTS)
+    assert {"anime_conv_64", "anime_vae_64"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -12,7 +12,9 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from aelightning.data.mnist import load_mnist_sample
-from aelightning.evaluation import plots
+from aelightning.evaluation import gallery, plots
+from aelightning.evaluation.history import TrainingHistory
+from aelightning.loggers import RunCSVLogger
 from tests.tbutil import read_events
 
 
@@ -88,3 +90,20 @@ def test_sink_writes_png_and_tensorboard_image(tmp_path, digits):
     assert_png_with_content(logged[0].encoded_image_string)
     with pytest.raises(ValueError, match="plain file name"):
         sink.add("../escape", plots.image_grid(images[:4], nrow=2))
+
+
+def test_history_reads_the_step_loss_and_a_one_epoch_run_gets_a_curve(tmp_path):
+    """Rows the way Lightning's CSV logger writes them: the step loss with its step and epoch."""
+    logger = RunCSVLogger(str(tmp_path))
+    for i in range(0, 30, 5):
+        logger.log_metrics({"train/loss": 1.0 / (i + 1), "epoch": 0}, step=i)
+    logger.log_metrics({"train/loss_epoch": 0.3, "val/loss": 0.2, "epoch": 0}, step=29)
+    logger.finalize("success")
+    history = TrainingHistory.from_run_dir(tmp_path)
+    assert history.train_loss_steps == [(i, pytest.approx(1 / (i + 1))) for i in range(0, 30, 5)]
+    assert history.train_loss == [(1, pytest.approx(0.3))]
+    assert "train/loss" not in history.epochs  # the step values are not an epoch curve
+    sink = plots.FigureSink(tmp_path / "figures")
+    gallery.history_figures(sink, TrainingHistory(train_loss_steps=history.train_loss_steps))
+    assert set(sink.paths) == {"loss_steps"}
+    assert_png_with_content(sink.paths["loss_steps"])

@@ -219,22 +219,29 @@ BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
-def publish(out: Path, readme: Path, figures_dir: Path) -> int:
-    """Put ``out/results.md`` (a full run's) into ``readme`` between the reproduce markers,
-    its figures copied into ``figures_dir`` (a committed folder: ``outputs/`` is ignored).
+def publish(
+    out: Path,
+    readme: Path,
+    figures_dir: Path,
+    page_name: str = "results.md",
+    markers: tuple[str, str] = (BEGIN, END),
+) -> int:
+    """Put ``out/<page_name>`` (a full run's) into ``readme`` between ``markers``, its figures
+    copied into ``figures_dir`` (a committed folder: ``outputs/`` is ignored).
 
     Returns the number of figures copied. The table is not edited by hand: what the README
     shows is what ``make reproduce`` wrote.
     """
-    results = out / "results.md"
+    begin, end = markers
+    results = out / page_name
     if not results.is_file():
         raise DataError(f"no {results}: run `make reproduce` first.")
     text = results.read_text()
     if QUICK_TITLE in text:
-        raise DataError(f"{results} is from a --quick run; the README shows full-MNIST results.")
+        raise DataError(f"{results} is from a --quick run; the README shows full results only.")
     page = readme.read_text()
-    if page.count(BEGIN) != 1 or page.count(END) != 1 or page.index(BEGIN) > page.index(END):
-        raise DataError(f"{readme} needs one '{BEGIN}' line followed by one '{END}' line.")
+    if page.count(begin) != 1 or page.count(end) != 1 or page.index(begin) > page.index(end):
+        raise DataError(f"{readme} needs one '{begin}' line followed by one '{end}' line.")
     figures_dir.mkdir(parents=True, exist_ok=True)
     base = readme.parent.resolve()
     copied = 0
@@ -248,9 +255,9 @@ def publish(out: Path, readme: Path, figures_dir: Path) -> int:
         return f"![{match.group(1)}]({target.resolve().relative_to(base).as_posix()})"
 
     body = _IMAGE.sub(relink, text.split("\n", 1)[1].strip())  # without the page title
-    before, rest = page.split(BEGIN, 1)
-    after = rest.split(END, 1)[1]
-    write_text_atomic(readme, f"{before}{BEGIN}\n{body}\n{END}{after}")
+    before, rest = page.split(begin, 1)
+    after = rest.split(end, 1)[1]
+    write_text_atomic(readme, f"{before}{begin}\n{body}\n{end}{after}")
     return copied
 
 
@@ -308,34 +315,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         "autoencoders; about 2 hours on 2 CPUs) into outputs/benchmarks[-quick]/benchmarks.md; "
         "--publish puts their table between the README's benchmark markers",
     )
+    parser.add_argument(
+        "--anime-dir",
+        type=Path,
+        default=None,
+        help="a folder of face images: also run the anime experiments (README section: "
+        "Anime faces)",
+    )
+    parser.add_argument(
+        "--gpu", action="store_true", help="with --anime-dir: also the 224-px VGG16 seed (GPU)"
+    )
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.benchmarks:
         return _benchmarks(args)
+    from aelightning.cli import reproduce_anime  # it imports this module's helpers
+
     out = (
         args.out or Path("outputs") / ("reproduce-quick" if args.quick else "reproduce")
     ).resolve()
     if args.publish_only:
-        return _publish(out, args.readme)
-    chosen = [e for e in EXPERIMENTS if not args.only or e.name in args.only.split(",")]
-    try:
-        data = data_overrides(args.data_dir, args.quick)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        anime = (out / reproduce_anime.PAGE).is_file()
+        mnist = (out / "results.md").is_file() or not anime
+        return _publish(out, args.readme, mnist=mnist, anime=anime)
+    only = [name for name in args.only.split(",") if name]
+    chosen = [e for e in EXPERIMENTS if not only or e.name in only]
+    if only and not chosen and args.anime_dir is None:
+        print(f"error: --only {args.only} names no experiment.", file=sys.stderr)
         return 1
     started, results = time.perf_counter(), []
-    for exp in chosen:
-        print(f"[reproduce] {exp.name}: {exp.title}", flush=True)
-        try:
+    try:
+        data = data_overrides(args.data_dir, args.quick) if chosen else []
+        for exp in chosen:
+            print(f"[reproduce] {exp.name}: {exp.title}", flush=True)
             results.append(run_experiment(exp, out, data, args.quick))
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    text = results_markdown(results, out, args.quick, time.perf_counter() - started)
-    write_text_atomic(out / "results.md", text)
-    print(text)
-    print(f"\n[reproduce] wrote {out / 'results.md'}")
-    return _publish(out, args.readme) if args.publish else 0
+        anime_page = None
+        if args.anime_dir is not None:
+            anime_page = reproduce_anime.run_anime(args.anime_dir, out, args.quick, args.gpu, only)
+    except (DataError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if chosen:
+        text = results_markdown(results, out, args.quick, time.perf_counter() - started)
+        write_text_atomic(out / "results.md", text)
+        print(text)
+        print(f"\n[reproduce] wrote {out / 'results.md'}")
+    if anime_page is not None:
+        print(f"[reproduce] wrote {anime_page}")
+    if not args.publish:
+        return 0
+    return _publish(out, args.readme, mnist=bool(chosen), anime=anime_page is not None)
 
 
 def _benchmarks(args: argparse.Namespace) -> int:
@@ -360,13 +389,21 @@ def _benchmarks(args: argparse.Namespace) -> int:
     return benchmarks.run_benchmarks(out, data, args.quick, only, args.publish, args.readme)
 
 
-def _publish(out: Path, readme: Path) -> int:
-    try:
-        copied = publish(out, readme, readme.parent / "docs" / "figures" / "reproduce")
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"[reproduce] results and {copied} figure(s) are in {readme}")
+def _publish(out: Path, readme: Path, mnist: bool = True, anime: bool = False) -> int:
+    from aelightning.cli import reproduce_anime
+
+    pages = [("results.md", (BEGIN, END))] if mnist else []
+    if anime:
+        pages.append((reproduce_anime.PAGE, (reproduce_anime.BEGIN, reproduce_anime.END)))
+    for page, markers in pages:
+        try:
+            copied = publish(
+                out, readme, readme.parent / "docs" / "figures" / "reproduce", page, markers
+            )
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"[reproduce] {page} and {copied} figure(s) are in {readme}")
     return 0
 
 

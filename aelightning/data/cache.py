@@ -1,13 +1,15 @@
 """A folder of images decoded once into a ``.npy`` that later runs memory-map in milliseconds.
 
 The cache is keyed by the file list (relative paths, sizes, mtimes), the image size, the resize
-mode and the decoder version: a second start with the same files loads it; any change writes a
+mode and the cache version: a second start with the same files loads it; any change writes a
 new one (reusing the rows of files that did not change, so adding images decodes only those) and
 removes the old one. Files are written under a temporary name and renamed into place, so a
 crashed or concurrent build never leaves a half-written cache that a later run would trust.
 
-Rows are sorted by each file's split position (a hash of its relative path in [0, 1)), so every
-split is a contiguous slice: a view into the memory map, never a copy.
+Each image's split position in [0, 1) comes from the SHA-256 of its file's bytes, so exact copies
+under other names always share a split; only the first path of each content gets a row (the
+others are listed as duplicates in the index). Rows are sorted by split position, so every split is
+a contiguous slice: a view into the memory map, never a copy.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from aelightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: the decoder's version and the index format's (3: content digests, duplicates, keyed split)
+CACHE_VERSION = f"{DECODE_VERSION}.3"
+#: BLAKE2b personalisation of the split position (changing it reshuffles every split)
+SPLIT_KEY = b"aelightning-spl"
 #: rows copied per step when compacting or reusing rows (bounded memory at any image size)
 _COPY_ROWS = 1024
 
@@ -56,19 +62,48 @@ class DecodedImages:
     images: np.ndarray  # uint8 [N, 3, S, S]; a copy-on-write memory map when cached
     relpaths: list[str]  # file of each row
     positions: np.ndarray  # float64 [N], ascending: split position of each row
+    duplicates: list[tuple[str, str]]  # (file, the file kept in its place): same bytes, left out
     skipped: list[tuple[str, str]]  # (relpath, error) of every file that is not a usable image
     cache_path: Path | None  # the .npy, or None when not cached
     decoded: int  # files decoded now (0 on a cache hit)
     seconds: float  # time spent decoding now
 
 
-def split_position(relpath: str) -> float:
-    """Where a file falls in [0, 1) for splitting: stable across runs, machines and Pythons.
+def split_position(digest: str) -> float:
+    """Where an image falls in [0, 1) for splitting, from the hex SHA-256 of its file's bytes.
 
-    Python's ``hash()`` is salted per process; a SHA-256 of the path is not.
+    The content decides, not the name: copies under other names share a split, and the position
+    is the same on every run, machine and Python (``hash()`` is salted per process). The position
+    is a keyed BLAKE2b of that digest, not the digest's own leading bits: a folder's SHA-256s can
+    be skewed on purpose (the public anime-face copy has none below 0x4000..., which would leave a
+    5 % split empty), a hash keyed for this use cannot be skewed without targeting it.
     """
-    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
+    keyed = hashlib.blake2b(bytes.fromhex(digest), digest_size=8, person=SPLIT_KEY).digest()
+    return int.from_bytes(keyed, "big") / 2.0**64
+
+
+class _BuildState:
+    """Per file (in path order) while building: digest, error, and whether its row holds
+    pixels (a file known from the previous cache only as a copy has none)."""
+
+    def __init__(self, n: int) -> None:
+        self.digests: list[str | None] = [None] * n
+        self.errors: list[str | None] = [None] * n
+        self.has_pixels = [False] * n
+
+    def dedupe(self, order: Sequence[FileStat]) -> tuple[list[int], list[tuple[int, int]]]:
+        """The files kept (first path of each content) and ``(copy, kept)`` pairs for the rest."""
+        first: dict[str, int] = {}
+        copies = []
+        for i in range(len(order)):  # path order: the first path of a content is kept
+            digest = self.digests[i]
+            if self.errors[i] is not None or digest is None:
+                continue
+            if digest in first:
+                copies.append((i, first[digest]))
+            else:
+                first[digest] = i
+        return list(first.values()), copies
 
 
 def scan_folder(root: Path, extensions: Sequence[str]) -> list[FileStat]:
@@ -104,7 +139,7 @@ def scan_folder(root: Path, extensions: Sequence[str]) -> list[FileStat]:
 
 def cache_key(files: Sequence[FileStat], image_size: int, resize: str) -> str:
     """SHA-256 over everything that decides the cache's content."""
-    payload = json.dumps([DECODE_VERSION, image_size, resize, [f.as_row() for f in files]])
+    payload = json.dumps([CACHE_VERSION, image_size, resize, [f.as_row() for f in files]])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -185,7 +220,7 @@ class ImageCache:
             index = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(index, dict) or index.get("version") != DECODE_VERSION:
+        if not isinstance(index, dict) or index.get("version") != CACHE_VERSION:
             return None
         return index
 
@@ -203,11 +238,11 @@ class ImageCache:
         if index is None or index.get("key") != key or images.shape != shape:
             log.warning("Image cache '%s' does not match its index; rebuilding it", npy)
             return None
-        relpaths = [row[0] for row in index["files"]]
         return DecodedImages(
             images=images,
-            relpaths=relpaths,
-            positions=np.array([split_position(r) for r in relpaths], dtype=np.float64),
+            relpaths=[row[0] for row in index["files"]],
+            positions=np.array([split_position(row[3]) for row in index["files"]]),
+            duplicates=[(row[0], row[4]) for row in index["duplicates"]],
             skipped=[(row[0], row[3]) for row in index["skipped"]],
             cache_path=npy,
             decoded=0,
@@ -237,7 +272,7 @@ class ImageCache:
     ) -> DecodedImages:
         """Decode ``files`` into ``folder``; with ``final``, commit as the cache of ``key``."""
         started = time.perf_counter()
-        order = sorted(files, key=lambda f: (split_position(f.relpath), f.relpath))
+        order = sorted(files, key=lambda f: f.relpath)
         s = self.image_size
         tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp = folder / f"{self.family}-{key[:16]}{tag}.npy"
@@ -246,53 +281,56 @@ class ImageCache:
             out = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.uint8, shape=(len(order), 3, s, s)
             )
-            errors: list[str | None] = [None] * len(order)
-            todo = self._reuse(order, out, errors, key)
+            state = _BuildState(len(order))
+            todo = self._reuse(order, out, state, key)
             out.flush()
             del out
-            if todo:
-                decoded_errors = decode_files(
-                    [str(self.root / order[i].relpath) for i in todo],
-                    todo,
-                    tmp,
-                    s,
-                    self.resize,
-                    num_workers=self.num_workers,
-                    progress=self.progress,
-                )
-                for i, error in zip(todo, decoded_errors, strict=True):
-                    errors[i] = error
+            decoded = self._decode(order, todo, tmp, state)
+            while True:  # a file known only as a copy may now be the kept one: decode it then
+                kept, copies = state.dedupe(order)
+                missing = [i for i in kept if not state.has_pixels[i]]
+                if not missing:
+                    break
+                decoded += self._decode(order, missing, tmp, state)
             seconds = time.perf_counter() - started
-            good = [i for i, e in enumerate(errors) if e is None]
-            skipped = sorted(
-                ((order[i], e) for i, e in enumerate(errors) if e is not None),
-                key=lambda item: item[0].relpath,
-            )
+            rows = sorted(kept, key=lambda i: (split_position(state.digests[i]), order[i].relpath))
+            skipped = [(order[i], e) for i, e in enumerate(state.errors) if e is not None]
             result = tmp
-            if good and len(good) < len(order):
-                result = folder / f"{self.family}-{key[:16]}{tag}-compact.npy"
+            if rows and rows != list(range(len(order))):
+                result = folder / f"{self.family}-{key[:16]}{tag}-rows.npy"
                 temporaries.append(result)
-                _copy_rows(tmp, good, result)
-            if final is not None and good:
+                _copy_rows(tmp, rows, result)
+            if decoded:
+                log.info(
+                    "Data: decoded %d images in %.1f s (%.0f images/s)",
+                    decoded,
+                    seconds,
+                    decoded / max(seconds, 1e-9),
+                )
+            if final is not None and rows:
                 index = {
-                    "version": DECODE_VERSION,
+                    "version": CACHE_VERSION,
                     "key": key,
                     "root": str(self.root.resolve()),
                     "image_size": s,
                     "resize": self.resize,
-                    "files": [order[i].as_row() for i in good],
+                    "files": [[*order[i].as_row(), state.digests[i]] for i in rows],
+                    "duplicates": [
+                        [*order[i].as_row(), state.digests[i], order[k].relpath] for i, k in copies
+                    ],
                     "skipped": [[*f.as_row(), e] for f, e in skipped],
                     "decode_seconds": round(seconds, 3),
                 }
                 self._commit(result, index, final)
                 result = final[0]
             return DecodedImages(
-                images=np.load(result, mmap_mode="c") if good else np.empty((0, 3, s, s), np.uint8),
-                relpaths=[order[i].relpath for i in good],
-                positions=np.array([split_position(order[i].relpath) for i in good]),
+                images=np.load(result, mmap_mode="c") if rows else np.empty((0, 3, s, s), np.uint8),
+                relpaths=[order[i].relpath for i in rows],
+                positions=np.array([split_position(state.digests[i]) for i in rows]),
+                duplicates=[(order[i].relpath, order[k].relpath) for i, k in copies],
                 skipped=[(f.relpath, e) for f, e in skipped],
-                cache_path=final[0] if final is not None and good else None,
-                decoded=len(todo),
+                cache_path=final[0] if final is not None and rows else None,
+                decoded=decoded,
                 seconds=seconds,
             )
         finally:
@@ -300,14 +338,37 @@ class ImageCache:
                 with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
 
-    def _reuse(self, order: Sequence[FileStat], out: np.ndarray, errors: list, key: str) -> list:
-        """Copy rows (and known errors) of unchanged files from the previous cache; return the
-        rows that still need decoding."""
+    def _decode(
+        self, order: Sequence[FileStat], todo: Sequence[int], out: Path, state: _BuildState
+    ) -> int:
+        """Decode rows ``todo`` of ``out``, recording each file's digest or error."""
+        if not todo:
+            return 0
+        outcomes = decode_files(
+            [str(self.root / order[i].relpath) for i in todo],
+            list(todo),
+            out,
+            self.image_size,
+            self.resize,
+            num_workers=self.num_workers,
+            progress=self.progress,
+        )
+        for i, outcome in zip(todo, outcomes, strict=True):
+            state.digests[i], state.errors[i] = outcome.digest, outcome.error
+            state.has_pixels[i] = outcome.error is None
+        return len(todo)
+
+    def _reuse(
+        self, order: Sequence[FileStat], out: np.ndarray, state: _BuildState, key: str
+    ) -> list[int]:
+        """Copy rows, digests and known errors of unchanged files from the previous cache;
+        return the rows that still need decoding."""
         previous = self._previous(key)
         if previous is None:
             return list(range(len(order)))
         index, npy = previous
-        old_rows = {tuple(row[:3]): r for r, row in enumerate(index["files"])}
+        old_rows = {tuple(row[:3]): (r, row[3]) for r, row in enumerate(index["files"])}
+        old_copies = {tuple(row[:3]): row[3] for row in index["duplicates"]}
         old_errors = {tuple(row[:3]): row[3] for row in index["skipped"]}
         try:
             old = np.load(npy, mmap_mode="r")
@@ -319,9 +380,13 @@ class ImageCache:
         for i, f in enumerate(order):
             row = tuple(f.as_row())
             if row in old_rows:
-                pairs.append((i, old_rows[row]))
+                old_row, state.digests[i] = old_rows[row]
+                state.has_pixels[i] = True
+                pairs.append((i, old_row))
+            elif row in old_copies:
+                state.digests[i] = old_copies[row]
             elif row in old_errors:
-                errors[i] = old_errors[row]
+                state.errors[i] = old_errors[row]
             else:
                 todo.append(i)
         for a in range(0, len(pairs), _COPY_ROWS):

@@ -2,13 +2,16 @@
 
 Only numpy, PIL and rich are imported here (no torch), so the decode workers stay small. Each
 worker writes its rows into the memory-mapped output
-file itself, so decoded pixels never travel back through a pipe; it returns only one error string
-(or ``None``) per file.
+file itself, so decoded pixels never travel back through a pipe; it returns only an
+:class:`Outcome` per file: the SHA-256 of the file's bytes (what the split and the duplicate
+check are based on; the bytes are read once for both) or the error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import math
 import multiprocessing
 import os
@@ -16,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -84,7 +88,14 @@ def crop_box(width: int, height: int, resize: str) -> tuple[int, int, int, int]:
     return (left, top, left + side, top + side)
 
 
-def decode_image(path: str | os.PathLike, image_size: int, resize: str) -> np.ndarray:
+class Outcome(NamedTuple):
+    """What decoding one file gave: the hex SHA-256 of its bytes, or why it is not an image."""
+
+    digest: str | None
+    error: str | None
+
+
+def decode_image(path: str | os.PathLike | io.BytesIO, image_size: int, resize: str) -> np.ndarray:
     """One file as a ``[3, S, S]`` uint8 RGB array; raises whatever PIL raises on a bad file."""
     with Image.open(path) as img:
         img.draft("RGB", (DRAFT_GAP * image_size, DRAFT_GAP * image_size))  # JPEG only
@@ -101,24 +112,25 @@ def decode_image(path: str | os.PathLike, image_size: int, resize: str) -> np.nd
 
 def decode_chunk(
     paths: Sequence[str], rows: Sequence[int], out_path: str, image_size: int, resize: str
-) -> list[str | None]:
-    """Decode ``paths`` into rows ``rows`` of the ``.npy`` at ``out_path``; one error per file.
+) -> list[Outcome]:
+    """Decode ``paths`` into rows ``rows`` of the ``.npy`` at ``out_path``; one outcome per file.
 
-    The error is ``None`` for a good file, else ``"<ExceptionType>: <message>"``.
+    A good file gives its digest; a bad one the error ``"<ExceptionType>: <message>"``.
     """
     out = np.load(out_path, mmap_mode="r+")
-    errors: list[str | None] = []
+    outcomes: list[Outcome] = []
     try:
         for path, row in zip(paths, rows, strict=True):
             try:
-                out[row] = decode_image(path, image_size, resize)
-                errors.append(None)
+                data = Path(path).read_bytes()
+                out[row] = decode_image(io.BytesIO(data), image_size, resize)
+                outcomes.append(Outcome(hashlib.sha256(data).hexdigest(), None))
             except Exception as e:  # any unreadable file is reported, never fatal
-                errors.append(f"{type(e).__name__}: {e}".strip().splitlines()[0])
+                outcomes.append(Outcome(None, f"{type(e).__name__}: {e}".strip().splitlines()[0]))
         out.flush()
     finally:
         del out
-    return errors
+    return outcomes
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -159,7 +171,7 @@ def decode_files(
     resize: str,
     num_workers: int | None = None,
     progress: bool = True,
-) -> list[str | None]:
+) -> list[Outcome]:
     """Decode every file of ``paths`` into its row of ``out_path`` (an existing ``.npy``).
 
     Args:
@@ -167,7 +179,7 @@ def decode_files(
         progress: show a progress bar.
 
     Returns:
-        one error per file, in the order of ``paths`` (``None`` where decoding succeeded).
+        one :class:`Outcome` per file, in the order of ``paths``.
     """
     n, out_path = len(paths), str(out_path)
     workers = min(available_cpus() if num_workers is None else num_workers, n)
@@ -175,19 +187,19 @@ def decode_files(
     description = f"Decoding {n:,} images ({image_size}x{image_size}"
     description += f", {workers} processes)" if use_pool else ")"
     if not use_pool:
-        errors: list[str | None] = []
+        outcomes: list[Outcome] = []
         with progress_bar(n, description, progress) as advance:
             for a in range(0, n, 64):
                 part = decode_chunk(
                     paths[a : a + 64], rows[a : a + 64], out_path, image_size, resize
                 )
-                errors += part
+                outcomes += part
                 advance(len(part))
-        return errors
+        return outcomes
     # Small chunks keep the progress bar moving and the cores evenly loaded; 256 caps the cost of
     # one straggling chunk at the end.
     size = max(8, min(256, math.ceil(n / (workers * 8))))
-    results: list[str | None] = [None] * n
+    results: list[Outcome] = [Outcome(None, None)] * n
     with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
         futures = {
             pool.submit(

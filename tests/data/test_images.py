@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,10 @@ def fake_trainer(device: str = "cpu", rank: int = 0, world_size: int = 1) -> Sim
         world_size=world_size,
         overfit_batches=0,
     )
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -199,10 +204,22 @@ def test_cache_inside_the_image_folder_is_refused(tmp_path: Path) -> None:
         ImageFolderDataModule(tmp_path / "faces", cache_dir=tmp_path / "faces" / "cache")
 
 
-def test_empty_split_is_an_error(tmp_path: Path) -> None:
-    write_crops(tmp_path / "few", 3, 16)
-    with pytest.raises(DataError, match=r"data.val_fraction put none of the 3 images"):
-        loaded(tmp_path / "few", None, val_fraction=0.01, test_fraction=0.0)
+@pytest.mark.parametrize(
+    ("n", "val", "test", "want_val"), [(40, 0.05, 0.05, 1), (3, 0.01, 0.01, 1), (2, 0.0, 0.3, 0)]
+)
+def test_small_folder_gets_an_image_in_every_split(tmp_path: Path, n, val, test, want_val) -> None:
+    write_crops(tmp_path / "few", n, 16)
+    sizes = loaded(tmp_path / "few", None, val_fraction=val, test_fraction=test).split_sizes
+    assert sum(sizes.values()) == n and sizes["train"] >= 1
+    assert sizes["test"] >= 1 and sizes["val"] >= want_val and (want_val or sizes["val"] == 0)
+
+
+def test_too_few_images_is_one_sentence(tmp_path: Path) -> None:
+    write_crops(tmp_path / "few", 2, 16)
+    with pytest.raises(
+        DataError, match=r"holds 2 distinct image\(s\), too few .*data.val_fraction"
+    ):
+        loaded(tmp_path / "few", None, val_fraction=0.05, test_fraction=0.05)
 
 
 # -- the cache -----------------------------------------------------------------------------------
@@ -298,7 +315,7 @@ def test_process_pool_decodes_the_same_pixels(tmp_path: Path) -> None:
     for workers in (0, 2):
         npy = tmp_path / f"out{workers}.npy"
         np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(301, 3, 16, 16))
-        errors = decode_files(
+        outcomes = decode_files(
             [*map(str, paths), str(tmp_path / "missing.jpg")],
             list(range(301)),
             npy,
@@ -307,7 +324,8 @@ def test_process_pool_decodes_the_same_pixels(tmp_path: Path) -> None:
             num_workers=workers,
             progress=False,
         )
-        assert errors[:300] == [None] * 300 and "FileNotFoundError" in errors[300]
+        assert [o.digest for o in outcomes[:300]] == [sha256_of(p) for p in paths]
+        assert outcomes[300].digest is None and "FileNotFoundError" in outcomes[300].error
         out[workers] = np.load(npy)
     assert np.array_equal(out[0], out[2]) and out[2][:300].std() > 10
 
@@ -323,8 +341,64 @@ def test_adding_files_never_moves_existing_ones(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         assert set(before[split]) <= set(after[split])
         assert len(after[split]) > len(before[split])
-    # and the split does not depend on the seed or on the machine: a pure path hash
+    # and the split does not depend on the seed or on the machine: a pure content hash
     assert loaded(root, None, seed=123, **kw).split_files == after
+
+
+def test_copies_share_a_split_and_count_once(tmp_path: Path, caplog) -> None:
+    root, cache = tmp_path / "faces", tmp_path / "cache"
+    originals = write_crops(root, 30, 12)
+    (root / "more").mkdir()
+    for i, path in enumerate(originals[:10]):  # the same JPEG bytes under other names
+        (root / f"more/{'zz' if i % 2 else 'aa'}_copy_{i}.jpg").write_bytes(path.read_bytes())
+    (root / "crop_000000 (1).jpg").write_bytes(originals[0].read_bytes())  # a second copy
+    kw = {"image_size": 12, "val_fraction": 0.3, "test_fraction": 0.3}
+    caplog.set_level("INFO", logger="aelightning")
+    dm = loaded(root, cache, **kw)
+    assert sum(dm.split_sizes.values()) == 30  # 41 files, 30 distinct images
+    assert len(dm.duplicates) == 11 and "11 duplicate files" in dm.describe()
+    assert "11 of 41 files are exact copies of another file" in caplog.text
+    where = {f: split for split, files in dm.split_files.items() for f in files}
+    groups: dict[bytes, list[str]] = {}
+    for f in sorted(root.rglob("*.jpg")):
+        groups.setdefault(f.read_bytes(), []).append(f.relative_to(root).as_posix())
+    assert sorted(len(g) for g in groups.values() if len(g) > 1) == [2] * 9 + [3]
+    kept = dict(dm.duplicates)
+    for paths in groups.values():  # one row per content, under the first of its paths
+        assert [p for p in paths if p in where] == [min(paths)]
+        assert all(kept[p] == min(paths) for p in paths if p != min(paths))
+    # the split is the content's: renaming every file keeps every image in its split
+    images = all_images(dm)
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for f in sorted(root.rglob("*.jpg")):
+        (renamed / f"x_{f.name}").write_bytes(f.read_bytes())
+    again = loaded(renamed, cache, **kw)
+    content = {images[f].tobytes(): split for f, split in where.items()}
+    for split, files in again.split_files.items():
+        rows = getattr(again, f"{split}_images").numpy()
+        assert all(content[r.tobytes()] == split for r in rows) and len(files) == len(rows)
+    # a cache hit and a rebuild after adding files keep the copies out, and nothing moves
+    assert loaded(root, cache, **kw).duplicates == dm.duplicates
+    (root / "new_copy.jpg").write_bytes(originals[5].read_bytes())
+    write_crops(root, 5, 12, start=100)
+    after = loaded(root, cache, **kw)
+    assert len(after.duplicates) == 12 and sum(after.split_sizes.values()) == 35
+    for split in ("train", "val", "test"):
+        assert set(dm.split_files[split]) <= set(after.split_files[split])
+
+
+def test_removing_the_kept_file_promotes_its_copy(tmp_path: Path) -> None:
+    root, cache = tmp_path / "faces", tmp_path / "cache"
+    originals = write_crops(root, 6, 12)
+    (root / "zz_copy.jpg").write_bytes(originals[2].read_bytes())
+    kw = {"image_size": 12, "val_fraction": 0.2, "test_fraction": 0.2}
+    before = all_images(loaded(root, cache, **kw))
+    originals[2].unlink()  # the copy was never decoded into the cache; now it must be
+    after = loaded(root, cache, **kw)
+    assert after.duplicates == [] and np.array_equal(
+        all_images(after)["zz_copy.jpg"], before[originals[2].name]
+    )
 
 
 def test_labels_from_class_folders(tmp_path: Path) -> None:
@@ -427,3 +501,27 @@ def test_experiments_compose_and_build(make_cfg, tmp_path: Path, experiment: str
     with torch.no_grad():
         out = model.net.decode(model.net.encode(torch.rand(1, *dm.dims)))
     assert out.shape == (1, *dm.dims)
+
+
+def test_split_is_not_the_raw_sha256(tmp_path: Path) -> None:
+    """A folder whose files' SHA-256s all start at 0x4 or above (the public anime-face copy is
+    such a folder) still gets val and test images by the fractions, not one each."""
+    root = tmp_path / "skewed"
+    for path in write_crops(root, 90, 12):
+        if sha256_of(path) < "4":
+            path.unlink()
+    n = len(list(root.iterdir()))
+    assert n >= 50  # ~3/4 of the crops remain, every one with a "high" SHA-256
+    sizes = loaded(root, None, image_size=12, val_fraction=0.2, test_fraction=0.2).split_sizes
+    assert sizes["val"] >= 4 and sizes["test"] >= 4 and sum(sizes.values()) == n
+
+
+def test_a_skewed_split_is_reported(tmp_path: Path, monkeypatch, caplog) -> None:
+    write_crops(tmp_path / "faces", 300, 8)
+    monkeypatch.setattr(
+        cache_module, "split_position", lambda digest: 0.5 + int(digest, 16) / 2**258
+    )
+    caplog.set_level("WARNING", logger="aelightning")
+    dm = loaded(tmp_path / "faces", None, image_size=8, val_fraction=0.2, test_fraction=0.2)
+    assert "the content hash put 0 of 300 images into the test split, expected ~60" in caplog.text
+    assert dm.split_sizes["test"] == 1  # and still an image in every split

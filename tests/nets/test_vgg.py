@@ -75,3 +75,16 @@ def test_bottleneck_activation(activation):
 def test_bad_sizes_and_values_are_rejected_clearly(shape, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SegNetVGG(shape, base_width=2, **kwargs)
+
+
+def test_untrained_output_is_flat_grey_not_saturated_noise():
+    """The output conv starts near zero: pre-sigmoid values of std ~2 (VGG's ReLU init there)
+    start training as saturated noise with twice the mean image's error, and the anime faces
+    run collapsed to the mean image from that start (issue 16)."""
+    torch.manual_seed(0)
+    net = SegNetVGG((3, 64, 64), variant="vgg13", base_width=8)
+    x = torch.rand(8, 3, 64, 64)
+    out = net(x)
+    assert (out - 0.5).abs().max() < 0.15  # sigmoid of small values, not of +-2
+    out.mean().backward()  # and the gradient reaches the first encoder conv
+    assert net.encoder.blocks[0][0][0].weight.grad.abs().sum() > 0
