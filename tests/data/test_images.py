@@ -356,7 +356,7 @@ def test_copies_share_a_split_and_count_once(tmp_path: Path, caplog) -> None:
     caplog.set_level("INFO", logger="aelightning")
     dm = loaded(root, cache, **kw)
     assert sum(dm.split_sizes.values()) == 30  # 41 files, 30 distinct images
-    assert len(dm.duplicates) == 11 and "11 duplicate files" in dm.describe()
+    assert len(dm.duplicates) == 11 and "11 duplicate files" in dm.source_description
     assert "11 of 41 files are exact copies of another file" in caplog.text
     where = {f: split for split, files in dm.split_files.items() for f in files}
     groups: dict[bytes, list[str]] = {}
