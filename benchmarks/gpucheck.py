@@ -131,7 +131,7 @@ class Check:
     def compose(self, run_dir: Path, overrides: list[str]) -> Any:
         from aelightning.config import compose_config
 
-        return compose_config(run_dir, overrides)
+        return compose_config(run_dir, [*overrides, "print_config=false"])  # 20+ fits: no trees
 
     def fit(self, name: str, overrides: list[str], count_copies: bool = True) -> dict[str, Any]:
         """One real ``train(cfg)`` with the probe; its report, the outputs and the run dir."""

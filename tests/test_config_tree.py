@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from aelightning.cli.config_tree import print_config_tree
@@ -44,3 +46,13 @@ def test_values_an_experiment_sets_are_marked_against_its_groups(make_cfg):
     assert any(line.endswith("recon_loss: mse (default: bce)") for line in lines)
     # the VAE's own setting (model=vae needs an unconstrained code) is the group's, not marked
     assert any(line.endswith("bottleneck_activation: none") for line in lines)
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_print_config_false_keeps_the_file_and_prints_nothing(make_cfg, capsys, shown):
+    from aelightning.cli.train import train
+
+    cfg = make_cfg(f"print_config={shown}", "test=false", "trainer.max_steps=1", "logger=none")
+    train(cfg)
+    assert ("task_name: train" in capsys.readouterr().out) is shown
+    assert "net (mlp)" in Path(cfg.paths.output_dir, "config_tree.txt").read_text()

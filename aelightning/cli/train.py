@@ -6,6 +6,7 @@ Returns the value of ``optimized_metric`` so Hydra sweepers can minimise it.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import warnings
@@ -17,6 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 
 from aelightning.builders import (
     build_callbacks,
@@ -48,8 +50,9 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns its final metrics and where its files are."""
     started = time.perf_counter()
-    if rank_zero_only.rank == 0:
-        print_config_tree(cfg, Path(cfg.paths.output_dir) / CONFIG_TREE_FILE)
+    if rank_zero_only.rank == 0:  # print_config=false: only the file (scripts running many fits)
+        quiet = None if cfg.get("print_config", True) else Console(file=io.StringIO())
+        print_config_tree(cfg, Path(cfg.paths.output_dir) / CONFIG_TREE_FILE, quiet)
     # before any tensor work (OpenMP threads inherit it); a bad runtime value fails here
     settings = RuntimeSettings.from_config(cfg.get("runtime"), cfg.get("compile", False))
     configure_early(settings)
