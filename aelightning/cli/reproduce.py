@@ -170,18 +170,11 @@ def _metric(result: dict[str, Any], key: str) -> float | None:
     return None
 
 
-def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seconds: float) -> str:
+def results_table(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The markdown table of trained + evaluated experiments (the columns any of them has)."""
     columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
     header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
-    lines = [
-        "# Reproduced results" + (QUICK_TITLE if quick else ""),
-        "",
-        f"Made by `make reproduce{'-quick' if quick else ''}` in {seconds / 60:.1f} min on "
-        f"{machine_description()}.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         exp = r["experiment"]
         command = " ".join(exp.overrides) or "defaults"
@@ -189,9 +182,20 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
         for key, _, fmt in columns:
             value = _metric(r, key)
             cells.append("" if value is None else fmt.format(value))
-        cells.append(str(r["train"].get("epochs", "")))
-        cells.append(f"{r['train']['seconds']:.0f} s")
+        cells += [str(r["train"].get("epochs", "")), f"{r['train']['seconds']:.0f} s"]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seconds: float) -> str:
+    lines = [
+        "# Reproduced results" + (QUICK_TITLE if quick else ""),
+        "",
+        f"Made by `make reproduce{'-quick' if quick else ''}` in {seconds / 60:.1f} min on "
+        f"{machine_description()}.",
+        "",
+        *results_table(results),
+    ]
     lines += [
         "",
         "Each row is `ae-train <overrides>` then `ae-evaluate ckpt_path=<best checkpoint>`",

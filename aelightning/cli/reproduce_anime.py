@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from aelightning.cli.reproduce import (
-    COLUMNS,
     QUICK_TITLE,
     Experiment,
-    _data_cell,
-    _metric,
     _shown,
     machine_description,
+    results_table,
     run_experiment,
 )
 from aelightning.errors import DataError
@@ -150,25 +148,14 @@ def anime_markdown(
     seconds: float,
 ) -> str:
     """The README's anime section: the table, what the faces are, and the figures."""
-    columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
-    header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
     lines = [
         "# Anime faces" + (QUICK_TITLE if quick else ""),
         "",
         f'Made by `make reproduce ARGS="--anime-dir DIR"` in {seconds / 60:.1f} min on '
         f"{machine_description()}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *results_table(results),
     ]
-    for r in results:
-        exp = r["experiment"]
-        cells = [f"{exp.title}: `{' '.join(exp.overrides)}`", _data_cell(r["train"]["data"])]
-        for key, _, fmt in columns:
-            value = _metric(r, key)
-            cells.append("" if value is None else fmt.format(value))
-        cells += [str(r["train"].get("epochs", "")), f"{r['train']['seconds']:.0f} s"]
-        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Each row is `ae-train <overrides> data.root=DIR` then `ae-evaluate` on its best",
