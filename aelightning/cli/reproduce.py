@@ -41,6 +41,8 @@ class Experiment:
     figures: tuple[str, ...] = ()  # figure names (stems) the README shows for this run
     quick: tuple[str, ...] = field(default=())  # extra overrides for --quick
     evaluate: tuple[str, ...] = ()  # extra ae-evaluate overrides
+    #: run once per ``--seeds`` seed; False: a comparison variant, first seed only
+    every_seed: bool = True
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -157,10 +159,15 @@ def with_seed(exp: Experiment, seed: int, first: bool) -> Experiment:
 
 
 def seeded(experiments: Sequence[Experiment], seeds: Sequence[int]) -> list[Experiment]:
-    """Every experiment once per seed (the first seed first); unchanged without seeds."""
+    """Every experiment once per seed (the first seed first; a comparison variant only with
+    the first); unchanged without seeds."""
     if not seeds:
         return list(experiments)
-    return [with_seed(e, s, i == 0) for e in experiments for i, s in enumerate(seeds)]
+    return [
+        with_seed(e, s, i == 0)
+        for e in experiments
+        for i, s in enumerate(seeds if e.every_seed else seeds[:1])
+    ]
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -39,6 +39,7 @@ VGG13_SIGMOID = Experiment(
     "anime_vgg13_sigmoid",
     "SegNet-VGG13, 64 px, sigmoid code (seed 003)",
     ("experiment=anime_vgg13_64", "net.bottleneck_activation=sigmoid"),
+    every_seed=False,  # the seed's comparison, not a recipe: one run beside the first seed's
 )
 ANIME_EXPERIMENTS: tuple[Experiment, ...] = (
     VGG13_NONE,
