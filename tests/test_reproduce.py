@@ -107,3 +107,27 @@ def test_seeds_multiply_recipes_not_comparison_variants() -> None:
     assert runs[2].overrides == ("experiment=x", "seed=2")
     assert runs[3].overrides == ("experiment=x", "a=1", "seed=42")
     assert reproduce.seeded([recipe], []) == [recipe]
+
+
+def test_the_table_names_data_without_local_paths_and_spreads_the_chosen_metric() -> None:
+    folder = (
+        "image folder '/home/me/faces' (17,093 images at 64x64, center_crop, cache "
+        "'/home/me/cache/faces-64px.npy': train 15,374 / val 823 / test 896)"
+    )
+    assert reproduce._data_cell(folder) == (
+        "image folder (17,093 images at 64x64, center_crop: train 15,374 / val 823 / test 896)"
+    )
+    exp = reproduce.Experiment("conv", "Conv", ("experiment=x",))
+    group = [
+        {"experiment": reproduce.with_seed(exp, s, i == 0), "eval": {"metrics": m}, "train": {}}
+        for i, (s, m) in enumerate(
+            [
+                (42, {"test/bce": 0.5, "test/psnr": 24.31}),
+                (1, {"test/bce": 0.5, "test/psnr": 24.46}),
+            ]
+        )
+    ]
+    assert reproduce.spread_cell(group).startswith("bce 0.5000 / 0.5000")
+    assert reproduce.spread_cell(group, spread_keys=("test/psnr",)) == (
+        "psnr 24.31 / 24.46 (seeds 42 / 1; spread 0.15)"
+    )

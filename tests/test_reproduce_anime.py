@@ -55,6 +55,10 @@ def test_anime_page_has_table_comparison_and_random_codes(anime_run: Path) -> No
     assert any("reconstructions_epoch000" in link for link in links)  # the per-epoch grid
     assert all((anime_run / link).is_file() for link in links)
     assert re.search(r"decodes the 40 files into the cache at [\d,]+ images/s", page)
+    # image-quality columns only (a Bernoulli ELBO on grey levels is no likelihood), no paths
+    header = next(line for line in page.splitlines() if line.startswith("| experiment"))
+    assert "PSNR (dB)" in header and "ELBO" not in header and "IW-NLL" not in header
+    assert "cache '" not in page and "image folder (40 images" in page
 
 
 def test_data_speed_times_a_first_decode_and_a_cache_load(tmp_path: Path) -> None:

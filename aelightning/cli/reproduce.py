@@ -282,12 +282,17 @@ def seed_of(result: dict[str, Any]) -> str:
     return seeds[-1] if seeds else str(result["train"].get("seed", "default"))
 
 
-def spread_cell(group: Sequence[dict[str, Any]], fmt: str | None = None) -> str:
-    """``"20.91 / 21.28 / 20.89 (seeds 42 / 1 / 2; spread 0.39)"``: the headline metric of
-    every seed of one experiment; empty for a single run."""
+def spread_cell(
+    group: Sequence[dict[str, Any]],
+    fmt: str | None = None,
+    spread_keys: Sequence[str] = SPREAD_KEYS,
+) -> str:
+    """``"20.91 / 21.28 / 20.89 (seeds 42 / 1 / 2; spread 0.39)"``: the headline metric (the
+    first of ``spread_keys`` the run has) of every seed of one experiment; empty for a single
+    run."""
     if len(group) < 2:
         return ""
-    key = next((k for k in SPREAD_KEYS if _metric(group[0], k) is not None), None)
+    key = next((k for k in spread_keys if _metric(group[0], k) is not None), None)
     if key is None:
         return ""
     fmt = fmt or next((f for k, _, f in COLUMNS if k == key), "{:.4f}")
@@ -299,11 +304,16 @@ def spread_cell(group: Sequence[dict[str, Any]], fmt: str | None = None) -> str:
     return f"{key.split('/')[-1]} {shown} (seeds {seeds}; spread {spread})"
 
 
-def results_table(results: Sequence[dict[str, Any]]) -> list[str]:
-    """The markdown table of trained + evaluated experiments (the columns any of them has):
-    one row per experiment, its other seeds' headline metric in a ``seeds`` column."""
+def results_table(
+    results: Sequence[dict[str, Any]],
+    columns: Sequence[tuple[str, str, str]] = COLUMNS,
+    spread_keys: Sequence[str] = SPREAD_KEYS,
+) -> list[str]:
+    """The markdown table of trained + evaluated experiments (those of ``columns`` any of them
+    has): one row per experiment, its seeds' headline metric (the first of ``spread_keys``)
+    in an ``over seeds`` column."""
     groups = by_experiment(results)
-    columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
+    columns = [c for c in columns if any(_metric(r, c[0]) is not None for r in results)]
     seeds = any(len(g) > 1 for g in groups)
     header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
     header += ["over seeds"] if seeds else []
@@ -317,7 +327,7 @@ def results_table(results: Sequence[dict[str, Any]]) -> list[str]:
             value = _metric(r, key)
             cells.append("" if value is None else fmt.format(value))
         cells += [str(r["train"].get("epochs", "")), f"{r['train']['seconds']:.0f} s"]
-        cells += [spread_cell(group)] if seeds else []
+        cells += [spread_cell(group, spread_keys=spread_keys)] if seeds else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -402,7 +412,8 @@ def publish(
 
 def _data_cell(description: str) -> str:
     """``MNIST from IDX files in '/x' (train 55,000 / ...)`` -> ``MNIST (train 55,000 / ...)``:
-    the split sizes matter to a reader, the local path does not."""
+    the split sizes matter to a reader, the local paths (the folder, its cache) do not."""
+    description = re.sub(r"(image folder) '[^']*'|, cache '[^']*'", r"\1", description)
     return re.sub(r" from [^']*'[^']*'| bundled real sample from \w+", "", description)
 
 
