@@ -33,7 +33,7 @@ inside the optimiser step), and a train loader other than the in-memory one. LR 
 that step per epoch or on a plateau (none of ``conf/model/scheduler``) are a ConfigError.
 
 ``auto`` measures: the first steps run singly (time per Lightning step ``t1 = s + c``), then in
-groups of :data:`PROBE` (``t8 = 8 s + c``); from the optimiser step's own time ``s`` and
+groups of up to :data:`PROBE` (``tn = n s + c``); from the optimiser step's own time ``s`` and
 Lightning's per-call cost ``c`` it picks the smallest K with ``c / (K s) <= SHARE`` (1 for a
 large model, whose step dwarfs ``c``), at most :data:`MAX_K`. The results do not depend on K.
 """
@@ -204,11 +204,13 @@ class FusedSteps:
             for (earlier, size), (later, _) in zip(self._calls, self._calls[1:], strict=False)
         ][WARMUP_CALLS:]
         singles = [t for t, size in spans if size == 1]
-        groups = [t for t, size in spans if size == PROBE]
-        if not singles or not groups:
+        sizes = [size for _, size in spans if size > 1]
+        if not singles or not sizes:
+            log.info("runtime.steps_per_call=auto: nothing to measure; 1 step per call")
             return 1
-        t1, tk = statistics.median(singles), statistics.median(groups)
-        step = max((tk - t1) / (PROBE - 1), 1e-7)
+        n = statistics.mode(sizes)  # the groups the triggers let through, typically PROBE
+        t1, tn = statistics.median(singles), statistics.median(t for t, s in spans if s == n)
+        step = max((tn - t1) / (n - 1), 1e-7)
         call = max(t1 - step, 0.0)
         k = min(MAX_K, max(1, math.ceil(call / (SHARE * step))))
         log.info(
