@@ -40,7 +40,8 @@ SHORT = [
 def _fit(root: Path, steps_per_call: int | str, *overrides: str) -> dict[str, Any]:
     run = root / f"k{steps_per_call}"
     cfg = compose_config(
-        run, [*SHORT, f"data.data_dir={root}", f"runtime.steps_per_call={steps_per_call}", *overrides]
+        run,
+        [*SHORT, f"data.data_dir={root}", f"runtime.steps_per_call={steps_per_call}", *overrides],
     )
     train(cfg)
     checkpoints = run / "checkpoints"

@@ -211,7 +211,9 @@ class AutoencoderModule(L.LightningModule):
         in ~100 Python calls per step; any other batch still takes it. A group of batches
         (fused steps) moves batch by batch."""
         if type(batch) is BatchGroup:
-            return BatchGroup(self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch)
+            return BatchGroup(
+                self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch
+            )
         if type(batch) in (tuple, list) and all(type(t) is Tensor for t in batch):
             non_blocking = device.type not in BLOCKING_DEVICE_TYPES  # as Lightning's
             return type(batch)(t.to(device, non_blocking=non_blocking) for t in batch)

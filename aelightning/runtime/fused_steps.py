@@ -185,7 +185,9 @@ class FusedSteps:
             candidates.append(max(0, math.ceil((p.max_steps - step) / m) - 1))
         limit = min(candidates)
         for every in p.optimizer:
-            limit = min(limit, next((i for i in range(limit) if (step + m * (i + 1)) % every == 0), limit))
+            limit = min(
+                limit, next((i for i in range(limit) if (step + m * (i + 1)) % every == 0), limit)
+            )
         return max(1, limit + 1)
 
     # ------------------------------------------------------------------------------ auto
@@ -243,7 +245,9 @@ def fused_steps_for(
     elif clip_val and str(trainer.precision).startswith("16"):
         reason = "fp16 with trainer.gradient_clip_val (its loss scaler unscales in the step)"
     if reason is not None:
-        log.warning("runtime.steps_per_call: off, one optimiser step per Lightning step: %s.", reason)
+        log.warning(
+            "runtime.steps_per_call: off, one optimiser step per Lightning step: %s.", reason
+        )
         return None
     clip = None
     if module.automatic_optimization:

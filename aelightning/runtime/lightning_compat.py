@@ -161,7 +161,9 @@ def carry_optimizer_steps(checkpoint: dict[str, Any], manual: bool) -> bool:
     if not loop or _AUTOMATIC_STEPS not in loop or _MANUAL_STEPS not in loop:
         return False
     automatic = loop[_AUTOMATIC_STEPS]["optimizer"]["step"]
-    source, target = (automatic, loop[_MANUAL_STEPS]) if manual else (loop[_MANUAL_STEPS], automatic)
+    source, target = (
+        (automatic, loop[_MANUAL_STEPS]) if manual else (loop[_MANUAL_STEPS], automatic)
+    )
     if target["total"]["completed"] or not source["total"]["completed"]:
         return False
     for key in ("total", "current"):

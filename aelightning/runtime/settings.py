@@ -10,8 +10,9 @@ Two levels, both applied by :func:`configure_runtime` right before fitting:
 
 None of them changes what is computed, only how fast (TF32 rounds differently in the last
 bits); nor does ``steps_per_call`` (several optimiser steps per Lightning step,
-:mod:`aelightning.runtime.fused_steps`), which is applied to the module and trainer here. Two speed switches live where their library reads them: the cuDNN autotuner is
-Lightning's ``trainer.benchmark``, the fused optimiser step torch's ``model.optimizer.fused``.
+:mod:`aelightning.runtime.fused_steps`), applied to the module and trainer here. Two speed
+switches live where their library reads them: the cuDNN autotuner is Lightning's
+``trainer.benchmark``, the fused optimiser step torch's ``model.optimizer.fused``.
 
 :class:`RuntimeConfig` is the block's schema (an OmegaConf structured config): a wrong key or
 type is one sentence naming it, before any work starts.
