@@ -7,9 +7,13 @@ from pathlib import Path
 
 from aelightning.config import CONFIG_DIR
 
-#: the three ways, in the order they alternate; (a), (b), (c) in the tables
-METHODS = ("framework", "seeds", "limit")
-LETTER = {"framework": "a", "seeds": "b", "limit": "c"}
+#: the ways, in the order they alternate: (a) the framework as configured (its default
+#: ``runtime.steps_per_call=auto``) and (a1) with one optimiser step per Lightning step (K=1),
+#: (b) the seeds' loop, (c) the limit
+METHODS = ("framework", "framework_k1", "seeds", "limit")
+LETTER = {"framework": "a", "framework_k1": "a1", "seeds": "b", "limit": "c"}
+#: the framework's ways and the ``runtime.steps_per_call`` each forces (None: as configured)
+FRAMEWORK_WAYS = {"framework": None, "framework_k1": 1}
 
 
 @dataclass(frozen=True)

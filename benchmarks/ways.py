@@ -59,9 +59,14 @@ def run_framework(
     clock = json.loads(clock_file.read_text())
     epochs = clock["epochs"]
     setup = total - sum(e["seconds"] for e in epochs)
-    return Run.measured(
+    run = Run.measured(
         "framework", epochs, setup, memory, fit_s=total, cpu_threads=clock["cpu_threads"]
     )
+    timed = run.timed()  # after runtime.steps_per_call=auto has measured its K
+    steps = sum(e["steps"] for e in timed)
+    calls = sum(e.get("lightning_steps", e["steps"]) for e in timed)
+    run.extra["lightning_calls_per_step"] = calls / steps if steps else None
+    return run
 
 
 def train_epochs(

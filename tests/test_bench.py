@@ -144,6 +144,10 @@ def test_quick_bench_writes_json_and_table(tmp_path):
     median = case["median_samples_per_s"]
     assert math.isclose(case["a/b"], median["framework"] / median["seeds"])
     assert math.isclose(case["a/c"], median["framework"] / median["limit"])
+    assert math.isclose(case["a1/c"], median["framework_k1"] / median["limit"])
+    # K=1: one Lightning step per optimiser step; auto: fewer (steps fused)
+    lightning = case["lightning_calls_per_step"]
+    assert lightning["framework_k1"] == 1.0 and 0 < lightning["framework"] < 1.0
     assert set(case["profile"]) == set(bench.METHODS)
     table = (out / "bench.md").read_text()
     assert f"| mlp-b32 | 32 | 1,000 | {median['framework']:,.0f} |" in table
@@ -168,7 +172,12 @@ def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
     scaling = result["scaling"]
     assert [r["batch_size"] for r in scaling["batch_size"]] == list(bench.QUICK.batch_sizes)
     assert all(r["bytes_per_image"] == r["c_h_w"] for r in scaling["memory"])
-    assert {t["case"] for t in result["targets"]} == {"mlp-b32", "mlp-b256"}
+    assert {t["case"] for t in result["targets"]} == {
+        "mlp-b32",
+        "mlp-b256",
+        "conv-b128",
+        "anime-conv64-b64",
+    }
     assert "## Throughput vs batch size" in (tmp_path / "bench.md").read_text()
 
 
