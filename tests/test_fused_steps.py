@@ -96,9 +96,9 @@ def test_schedules_clipping_and_max_steps_give_the_same_bits(
 
 def test_auto_measures_k_and_gives_the_same_bits(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.INFO, logger="aelightning"):
-        fused = _fit(tmp_path, "auto", "trainer.max_epochs=5")
+        fused = _fit(tmp_path, "auto", "trainer.max_epochs=6")
     assert "runtime.steps_per_call=auto" in caplog.text  # it measured and chose
-    _assert_same_run(_fit(tmp_path, 1, "trainer.max_epochs=5"), fused)
+    _assert_same_run(_fit(tmp_path, 1, "trainer.max_epochs=6"), fused)
 
 
 def test_gradient_accumulation_falls_back_to_one_step_per_call(tmp_path: Path, caplog) -> None:

@@ -248,6 +248,9 @@ class AutoencoderModule(L.LightningModule):
         (:mod:`aelightning.runtime.fused_steps`)."""
         batches = batch if type(batch) is BatchGroup else (batch,)
         trainer = trainer_of(self)
+        fused = self.fused_steps
+        if fused is not None:
+            fused.group_started()
         last = len(batches) - 1
         for i, one in enumerate(batches):
             if i:
@@ -256,6 +259,8 @@ class AutoencoderModule(L.LightningModule):
                     call_batch_start_hooks(trainer, one, batch_idx + i)
             terms = self.optimization_step(one)
             self.log_train_terms(terms, one[0].shape[0])
+        if fused is not None:
+            fused.group_finished(len(batches))
 
     def optimization_step(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         """One full optimiser step on ``batch`` (what Lightning's automatic optimisation does:

@@ -32,10 +32,11 @@ optimisation), fp16 mixed precision with gradient clipping (the loss scaler unsc
 inside the optimiser step), and a train loader other than the in-memory one. LR schedulers
 that step per epoch or on a plateau (none of ``conf/model/scheduler``) are a ConfigError.
 
-``auto`` measures: the first steps run singly (time per Lightning step ``t1 = s + c``), then in
-groups of up to :data:`PROBE` (``tn = n s + c``); from the optimiser step's own time ``s`` and
-Lightning's per-call cost ``c`` it picks the smallest K with ``c / (K s) <= SHARE`` (1 for a
-large model, whose step dwarfs ``c``), at most :data:`MAX_K`. The results do not depend on K.
+``auto`` measures over the first groups (of up to :data:`PROBE` steps) the optimiser step's own
+time ``s`` (inside the training step) and Lightning's time per call ``c`` (around it: from the
+loader's request for a group to the training step, and from its end to the next request),
+and picks the smallest K with ``c / (K s) <= SHARE`` (1 for a large model, whose step dwarfs
+``c``), at most :data:`MAX_K`. The results do not depend on K.
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ log = logging.getLogger("aelightning")
 MAX_K = 64
 #: Lightning's share of the training time ``auto`` aims for
 SHARE = 0.03
-#: group size of ``auto``'s second measurement
+#: group size while ``auto`` measures
 PROBE = 8
-#: Lightning steps ``auto`` ignores at the start (first-call costs), then times per phase
-WARMUP_CALLS, TIMED_CALLS = 5, 12
+#: Lightning steps ``auto`` ignores at the start (first-call costs), then times
+WARMUP_CALLS, TIMED_CALLS = 3, 12
 
 
 @dataclass
@@ -128,14 +129,16 @@ class FusedSteps:
         self._trainer: L.Trainer | None = None
         self._loader: Any = None
         self._periods = _Periods()
-        self._calls: list[tuple[float, int]] = []  # (time, size) of each group's start
+        self._clock = _AutoClock() if steps_per_call is None else None
 
     # ------------------------------------------------------------------------- lifecycle
     def attach(self, trainer: L.Trainer) -> None:
         """At the fit's start: read when the machinery acts, hand the loader the planner."""
         loader = trainer.train_dataloader
-        self._trainer, self._periods, self._calls = trainer, _periods(trainer), []
-        self.k = self.requested or 1
+        self._trainer, self._periods = trainer, _periods(trainer)
+        self.k = self.requested or PROBE
+        if self.requested is None:
+            self._clock = _AutoClock()
         if any(c.interval != "step" or c.reduce_on_plateau for c in trainer.lr_scheduler_configs):
             raise ConfigError(
                 "runtime.steps_per_call supports LR schedulers stepped per optimiser step only; "
@@ -160,10 +163,19 @@ class FusedSteps:
     def next_group_size(self) -> int:
         """How many batches the next Lightning step takes: up to K, ending at the first
         trigger step (called by the loader before it builds the group)."""
-        size = self._plan()
-        if self.requested is None and len(self._calls) < WARMUP_CALLS + 2 * TIMED_CALLS + 1:
-            self._measure(size)
-        return size
+        if self._clock is not None:
+            self._clock.requested()
+        return self._plan()
+
+    def group_started(self) -> None:
+        """The module's training step begins (``auto`` times Lightning around it)."""
+        if self._clock is not None:
+            self._clock.started()
+
+    def group_finished(self, size: int) -> None:
+        """The module's training step ran ``size`` optimiser steps."""
+        if self._clock is not None and self._clock.finished(size):
+            self.k, self._clock = self._clock.choose(), None
 
     def _plan(self) -> int:
         trainer, p = self._trainer, self._periods
@@ -190,30 +202,37 @@ class FusedSteps:
             )
         return max(1, limit + 1)
 
-    # ------------------------------------------------------------------------------ auto
-    def _measure(self, size: int) -> None:
-        """``auto``: time the Lightning steps, first single, then in groups of PROBE."""
-        self._calls.append((time.perf_counter(), size))
-        n = len(self._calls)
-        if n == WARMUP_CALLS + TIMED_CALLS:
-            self.k = PROBE
-        elif n == WARMUP_CALLS + 2 * TIMED_CALLS + 1:
-            self.k = self._choose()
 
-    def _choose(self) -> int:
-        spans = [
-            (later - earlier, size)
-            for (earlier, size), (later, _) in zip(self._calls, self._calls[1:], strict=False)
-        ][WARMUP_CALLS:]
-        singles = [t for t, size in spans if size == 1]
-        sizes = [size for _, size in spans if size > 1]
-        if not singles or not sizes:
-            log.info("runtime.steps_per_call=auto: nothing to measure; 1 step per call")
-            return 1
-        n = statistics.mode(sizes)  # the groups the triggers let through, typically PROBE
-        t1, tn = statistics.median(singles), statistics.median(t for t, s in spans if s == n)
-        step = max((tn - t1) / (n - 1), 1e-7)
-        call = max(t1 - step, 0.0)
+class _AutoClock:
+    """``auto``'s measurement over the first groups: the optimiser steps' own time and
+    Lightning's time around each group (from the loader's request for the group to the
+    training step, and from its end to the next request), medians after a warm-up."""
+
+    def __init__(self) -> None:
+        self.step_s: list[float] = []  # per optimiser step, inside the training step
+        self.lightning_s: list[float] = []  # per Lightning step, outside it
+        self._requested = self._started = self._finished = 0.0
+        self._after: float | None = None  # from the previous group's end to this request
+
+    def requested(self) -> None:
+        self._requested = time.perf_counter()
+        if self._finished:
+            self._after = self._requested - self._finished
+
+    def started(self) -> None:
+        self._started = time.perf_counter()
+
+    def finished(self, size: int) -> bool:
+        """Record a group; True once enough groups were timed."""
+        self._finished = time.perf_counter()
+        if self._requested and self._started and self._after is not None:
+            self.step_s.append((self._finished - self._started) / size)
+            self.lightning_s.append(self._started - self._requested + self._after)
+        return len(self.step_s) >= WARMUP_CALLS + TIMED_CALLS
+
+    def choose(self) -> int:
+        step = max(statistics.median(self.step_s[WARMUP_CALLS:]), 1e-7)
+        call = statistics.median(self.lightning_s[WARMUP_CALLS:])
         k = min(MAX_K, max(1, math.ceil(call / (SHARE * step))))
         log.info(
             "runtime.steps_per_call=auto: optimiser step %.3f ms, Lightning %.3f ms per call: "
