@@ -245,3 +245,20 @@ def test_carry_optimizer_steps_gives_the_other_mode_the_global_step(tmp_path: Pa
     resumed = bare_trainer(max_steps=6)
     resumed.fit(Manual(), ckpt_path=tmp_path / "auto.ckpt", weights_only=False)
     assert resumed.global_step == 6  # 4 restored + 2 more, not 6 more
+
+
+def test_add_to_mean_is_mean_metric_update_bit_for_bit() -> None:
+    from torchmetrics import MeanMetric
+
+    reference, fast = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+    generator = torch.Generator().manual_seed(0)
+    for size in (32, 32, 17, 256, 1):
+        loss = torch.rand((), generator=generator) * 10
+        reference.update(loss.expand(size))
+        compat.add_to_mean(fast, loss.expand(size))
+    assert torch.equal(reference.mean_value, fast.mean_value)
+    assert torch.equal(reference.weight, fast.weight)
+    assert fast.update_count == reference.update_count == 5
+    assert torch.equal(reference.compute(), fast.compute())
+    compat.add_to_mean(fast, torch.tensor(1.0).expand(3))  # compute() is not served stale
+    assert not torch.equal(reference.compute(), fast.compute())

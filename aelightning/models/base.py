@@ -31,6 +31,7 @@ from aelightning.nets.base import AutoencoderNet
 from aelightning.runtime.fused_steps import FusedSteps
 from aelightning.runtime.lightning_compat import (
     BLOCKING_DEVICE_TYPES,
+    add_to_mean,
     advance_to_next_batch,
     call_batch_start_hooks,
     carry_optimizer_steps,
@@ -294,7 +295,7 @@ class AutoencoderModule(L.LightningModule):
         self.last_train_terms = detached
         # one value per sample (a view): the mean is over samples, a short last batch weighs
         # less. Not ``weight=``: torchmetrics 1.9 drops weights under nan_strategy="disable"
-        self.train_loss_epoch.update(detached["loss"].float().expand(batch_size))
+        add_to_mean(self.train_loss_epoch, detached["loss"].float().expand(batch_size))
         if self.logger_will_write():
             self.log_dict(
                 {f"train/{k}": v for k, v in detached.items()},

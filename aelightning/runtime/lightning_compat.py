@@ -171,6 +171,18 @@ def carry_optimizer_steps(checkpoint: dict[str, Any], manual: bool) -> bool:
     return True
 
 
+def add_to_mean(metric: Any, values: Any) -> None:
+    """``metric.update(values)`` for a torchmetrics ``MeanMetric`` with
+    ``nan_strategy="disable"`` and float32 ``values``: the same tensor operations on its
+    states, in the same order (the same bits), without the ~100 microseconds of Python its
+    update wrapper and input checks cost per call (a training step of a small MLP is ~2 ms)."""
+    metric._computed = None
+    metric._update_count += 1
+    weight = values.new_ones(values.shape)
+    metric.mean_value += (values * weight).sum()
+    metric.weight += weight.sum()
+
+
 # ------------------------------------------------------------------------ lean hook calls
 #: Lightning's own functions, and the parameters the replacements mirror
 STOCK: dict[str, Callable[..., Any]] = {
