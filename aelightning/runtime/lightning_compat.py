@@ -176,11 +176,11 @@ def add_to_mean(metric: Any, values: Any) -> None:
     ``nan_strategy="disable"`` and float32 ``values``: the same tensor operations on its
     states, in the same order (the same bits), without the ~100 microseconds of Python its
     update wrapper and input checks cost per call (a training step of a small MLP is ~2 ms)."""
-    metric._computed = None
-    metric._update_count += 1
+    _set_plain(metric, "_computed", None)  # plain attributes: no nn.Module registry checks
+    _set_plain(metric, "_update_count", metric._update_count + 1)
     weight = values.new_ones(values.shape)
-    metric.mean_value += (values * weight).sum()
-    metric.weight += weight.sum()
+    metric.mean_value.add_((values * weight).sum())  # what ``+=`` does, without the setattr
+    metric.weight.add_(weight.sum())
 
 
 # ------------------------------------------------------------------------ lean hook calls
