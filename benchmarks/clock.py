@@ -16,6 +16,10 @@ from torch import Tensor
 from aelightning.data.loader import BatchGroup
 from benchmarks.measure import CallCounter, sync
 
+#: callback hooks that run inside the optimiser step (inside ``training_step`` when the module
+#: optimises manually, as under ``runtime.steps_per_call``)
+STEP_HOOKS = (".on_before_backward", ".on_after_backward", ".on_before_optimizer_step")
+
 
 class EpochClock(L.Callback):
     """Times each training epoch of a real fit: from its start to the start of its validation.
@@ -91,9 +95,13 @@ class EpochClock(L.Callback):
         if self.profile:
             epoch["parts"].update(self._profiler_parts(trainer))
             if not trainer.lightning_module.automatic_optimization:
-                # manual optimisation runs backward and the step inside training_step
-                inside = epoch["parts"]["backward"] + epoch["parts"]["optimizer"]
-                epoch["parts"]["training_step"] = max(0.0, epoch["parts"]["training_step"] - inside)
+                # manual optimisation runs backward, the step and their hooks inside
+                # training_step: not "logging"
+                parts = epoch["parts"]
+                inside = parts["backward"] + parts["optimizer"] + parts.pop("step_callbacks", 0.0)
+                parts["training_step"] = max(0.0, parts["training_step"] - inside)
+            else:
+                epoch["parts"].pop("step_callbacks", None)
         epoch["parts"] = dict(epoch["parts"])
         self.epochs.append(epoch)
 
@@ -161,6 +169,8 @@ class EpochClock(L.Callback):
                 parts["zero_grad"] += seconds
             elif action.startswith("[Callback]") and not action.startswith("[Callback]EpochClock"):
                 parts["callbacks"] += seconds
+                if action.endswith(STEP_HOOKS):
+                    parts["step_callbacks"] += seconds
         return parts
 
 

@@ -223,7 +223,12 @@ class Check:
 
     # -- compile ------------------------------------------------------------------------------
     def compile_case(self) -> Result:
-        steps = [f"trainer.limit_train_batches={self.budget.compile_steps}", "model=ae", "net=mlp"]
+        steps = [
+            f"trainer.limit_train_batches={self.budget.compile_steps}",
+            "model=ae",
+            "net=mlp",
+            "runtime.steps_per_call=1",  # the probe times each Lightning step: one step each
+        ]
         if self.dry:  # dynamo's tracing without inductor's C++/Triton code generation
             steps += [*DRY_NET_SIZES["mlp"], "runtime.compile_backend=eager"]
         times = {}

@@ -78,6 +78,9 @@ SHORT = [
     "logger=none",
     "callbacks.lr_monitor=null",
     "callbacks.reconstructions=null",
+    # a stop request acts at the end of a step; several steps per Lightning step end it at the
+    # end of the group (the fused variant below)
+    "runtime.steps_per_call=1",
 ]
 
 
@@ -97,21 +100,27 @@ def reference(tmp_path_factory) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("steps_per_call", [1, 4])
 @pytest.mark.parametrize(
     ("signum", "reason", "code"),
     [(15, "SIGTERM", 143), (2, "Ctrl-C", 130)],
     ids=["sigterm", "ctrl-c"],
 )
 def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
-    tmp_path, capsys, reference, signum, reason, code
+    tmp_path, capsys, reference, signum, reason, code, steps_per_call
 ):
+    """With 4 optimizer steps per Lightning step the signal arrives inside the group of steps
+    7-10 (epoch 2's batches 1-4) and the run stops at the group's end, step 10."""
     helper = "tests.test_resume.SignalAtStep"
+    fused = [f"runtime.steps_per_call={steps_per_call}"]
     stopped = _cfg(
         tmp_path,
         "run",
+        *fused,
         f"+callbacks.stopper._target_={helper}",
         "+callbacks.stopper.step=8",  # mid-epoch 2 of 2
         f"+callbacks.stopper.signum={signum}",
+        f"+callbacks.stopper.inside={steps_per_call > 1}",
     )
     with pytest.raises(SystemExit) as exit_info:
         run_reporting_errors(lambda: train(stopped))
@@ -121,9 +130,12 @@ def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
     assert err.startswith(f"error: training stopped by {reason} at step ")
     assert f"saved '{last}'; continue with: ae-train resume=true hydra.run.dir=" in err
     saved_step = load_checkpoint(last)["global_step"]
-    assert saved_step in (8, 9)  # Ctrl-C stops at the end of the step it arrives in or the next
+    if steps_per_call == 1:  # Ctrl-C stops at the end of the step it arrives in or the next
+        assert saved_step in (8, 9)
+    else:
+        assert saved_step == 10
 
-    metrics = train(_cfg(tmp_path, "run", "resume=true"))["metrics"]
+    metrics = train(_cfg(tmp_path, "run", *fused, "resume=true"))["metrics"]
     resumed = _weights(last)
     assert load_checkpoint(last)["global_step"] == 12
     assert _max_abs_diff(resumed, reference["weights"]) <= 1e-6
