@@ -67,17 +67,18 @@ def test_quick_and_partial_tables_are_never_published(quick_vae: Path, tmp_path:
 
 def _fake_result(bench: benchmarks.Benchmark) -> dict:
     return {
-        "name": bench.name,
-        "value": 0.5,
-        "epochs": 3,
+        "experiment": benchmarks.experiment_of(bench),
+        "train": {"epochs": 3},
+        "eval": {"metrics": {bench.metric: 0.5}},
         "train_s": 120.0,
         "train_cpu_s": 230.0,
+        "eval_s": 60.0,
     }
 
 
 def test_a_complete_table_goes_between_the_markers_only(tmp_path: Path) -> None:
     text = benchmarks.benchmarks_markdown(
-        [_fake_result(b) for b in benchmarks.BENCHMARKS], quick=False, seconds=600
+        [_fake_result(b) for b in benchmarks.BENCHMARKS], quick=False
     )
     (tmp_path / "benchmarks.md").write_text(text)
     readme = tmp_path / "README.md"
@@ -98,3 +99,31 @@ def test_unknown_benchmark_is_one_line(tmp_path: Path, capsys) -> None:
     argv = ["--benchmarks", "--quick", "--only", "vae", "--out", str(tmp_path)]
     assert reproduce.main(argv) == 1
     assert "no such benchmark" in capsys.readouterr().err
+
+
+def test_seeds_show_their_spread_and_finished_runs_are_reused(tmp_path: Path, capsys) -> None:
+    """``--seeds 42,1``: two real runs, both numbers and their spread in the row; the same
+    command again trains nothing (a reproduction can be built in parts, then published)."""
+    argv = ["--benchmarks", "--quick", "--only", "keras_dense", "--seeds", "42,1"]
+    argv += ["--out", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    runs = [tmp_path / "eval" / name for name in ("keras_dense", "keras_dense-seed1")]
+    values = [read_json(run / "metrics.json")["metrics"]["test/bce"] for run in runs]
+    assert values[0] != values[1]  # the seed reached the run
+    row = next(
+        line
+        for line in (tmp_path / "benchmarks.md").read_text().splitlines()
+        if line.startswith("| Dense 784-32-784")
+    )
+    spread = f"{abs(values[0] - values[1]):.4f}"
+    assert f"(seeds 42 / 1: {values[0]:.4f} / {values[1]:.4f}; spread {spread})" in row
+    checkpoint = tmp_path / "runs" / "keras_dense-seed1" / "checkpoints" / "last.ckpt"
+    written = checkpoint.stat().st_mtime_ns
+    capsys.readouterr()
+    assert reproduce.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("reused the finished training and evaluation") == 2
+    assert checkpoint.stat().st_mtime_ns == written
+    assert row in (tmp_path / "benchmarks.md").read_text()
+    assert reproduce.main([*argv[:-2], "--seeds", "4x", "--out", str(tmp_path)]) == 1
+    assert "--seeds '4x': give integers" in capsys.readouterr().err

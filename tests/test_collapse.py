@@ -47,6 +47,20 @@ def test_forced_collapse_warns_once_naming_epoch_and_cause(make_cfg, caplog) -> 
     assert message in caplog.text
 
 
+def test_a_resumed_run_that_already_warned_stays_quiet(make_cfg, tmp_path) -> None:
+    """The warning is once per run, not once per process: its flag is in the checkpoint."""
+    first = make_cfg(*QUIET, "model.optimizer.lr=1.0", "trainer.max_epochs=1")
+    assert len(collapse_warnings(first)[0]) == 1
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=False)["callbacks"]
+    assert any(v.get("warned") is True for v in state.values())
+    resumed = make_cfg(
+        *QUIET, "model.optimizer.lr=1.0", "trainer.max_epochs=2", f"ckpt_path={last}"
+    )
+    messages, result = collapse_warnings(resumed)
+    assert messages == [] and result["epochs"] == 2
+
+
 def test_collapse_with_a_linear_code_blames_the_learning_rate(make_cfg) -> None:
     cfg = make_cfg(*QUIET, "model.optimizer.lr=1.0", "net.bottleneck_activation=none")
     (message,) = collapse_warnings(cfg)[0]

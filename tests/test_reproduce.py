@@ -97,3 +97,13 @@ def test_the_whole_quick_pipeline(tmp_path: Path) -> None:
     text = (out / "results.md").read_text()
     for exp in reproduce.EXPERIMENTS:
         assert f"| {exp.title}" in text, exp.name
+
+
+def test_seeds_multiply_recipes_not_comparison_variants() -> None:
+    recipe = reproduce.Experiment("conv", "Conv", ("experiment=x",))
+    variant = reproduce.Experiment("conv_b", "Conv b", ("experiment=x", "a=1"), every_seed=False)
+    runs = reproduce.seeded([recipe, variant], [42, 1, 2])
+    assert [r.name for r in runs] == ["conv", "conv-seed1", "conv-seed2", "conv_b"]
+    assert runs[2].overrides == ("experiment=x", "seed=2")
+    assert runs[3].overrides == ("experiment=x", "a=1", "seed=42")
+    assert reproduce.seeded([recipe], []) == [recipe]

@@ -54,6 +54,19 @@ def test_anime_page_has_table_comparison_and_random_codes(anime_run: Path) -> No
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
     assert any("reconstructions_epoch000" in link for link in links)  # the per-epoch grid
     assert all((anime_run / link).is_file() for link in links)
+    assert re.search(r"decodes the 40 files into the cache at [\d,]+ images/s", page)
+
+
+def test_data_speed_times_a_first_decode_and_a_cache_load(tmp_path: Path) -> None:
+    """Real JPEG files with one exact copy: every file counted, the cache left behind."""
+    faces = tmp_path / "faces"
+    first = write_crops(faces, 12, 64)[0]
+    (faces / "copy.jpg").write_bytes(first.read_bytes())
+    speed = reproduce_anime.data_speed(faces, tmp_path / "cache")
+    assert speed["files"] == 13
+    assert speed["decode_images_per_s"] == pytest.approx(13 / speed["decode_s"])
+    assert speed["load_s"] > 0
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 import lightning as L
 import torch
@@ -65,6 +66,14 @@ class CollapseDetector(L.Callback):
         self.warned = False
         #: output / input batch variance at the latest judged validation epoch
         self.last_ratio: float | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints, so a resumed run that already warned stays quiet."""
+        return {"warned": self.warned, "last_ratio": self.last_ratio}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.warned = bool(state_dict.get("warned", False))
+        self.last_ratio = state_dict.get("last_ratio")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not isinstance(pl_module, AutoencoderModule):

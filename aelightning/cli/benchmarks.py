@@ -9,15 +9,22 @@ into the README between the benchmark markers, and only a complete full-MNIST ru
 
 from __future__ import annotations
 
-import resource
 import sys
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aelightning.checkpointing.atomic import read_json, write_text_atomic
-from aelightning.cli.reproduce import QUICK_EVAL, _run, machine_description
+from aelightning.checkpointing.atomic import write_text_atomic
+from aelightning.cli.reproduce import (
+    Experiment,
+    by_experiment,
+    machine_description,
+    run_all,
+    seed_of,
+    seeded,
+    total_minutes,
+)
 from aelightning.errors import DataError
 
 
@@ -139,75 +146,49 @@ QUICK_TITLE = " (quick smoke run: bundled sample, tiny budgets)"
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def experiment_of(bench: Benchmark) -> Experiment:
+    """The benchmark as a reproduce experiment: ``ae-train experiment=<name>``, evaluated
+    for its number only."""
+    overrides = (f"experiment={bench.experiment}",)
+    return Experiment(bench.name, bench.title, overrides, quick=QUICK_TRAIN, evaluate=EVAL)
 
 
-def run_benchmark(bench: Benchmark, out: Path, data: list[str], quick: bool) -> dict[str, Any]:
-    """Train and evaluate one benchmark; its metrics and budget (epochs, CPU and wall time)."""
-    run_dir, eval_dir = out / "runs" / bench.name, out / "eval" / bench.name
-    cpu = _children_cpu_s()
-    train_s = _run(
-        [
-            "aelightning",
-            f"experiment={bench.experiment}",
-            *data,
-            *(QUICK_TRAIN if quick else ()),
-            f"hydra.run.dir={run_dir}",
-            "callbacks.rich_progress_bar=null",
-        ],
-        out / "logs" / f"{bench.name}.train.log",
-    )
-    train_cpu = _children_cpu_s() - cpu
-    trained = read_json(run_dir / "metrics.json")
-    ckpt = trained.get("best_checkpoint") or str(run_dir / "checkpoints" / "last.ckpt")
-    cpu = _children_cpu_s()
-    eval_s = _run(
-        [
-            "aelightning.cli.evaluate",
-            f"ckpt_path={ckpt}",
-            f"hydra.run.dir={eval_dir}",
-            *EVAL,
-            *(QUICK_EVAL if quick else ()),
-        ],
-        out / "logs" / f"{bench.name}.eval.log",
-    )
-    evaluated = read_json(eval_dir / "metrics.json")
-    if bench.metric not in evaluated.get("metrics", {}):
-        raise RuntimeError(f"{eval_dir}/metrics.json has no {bench.metric}")
-    return {
-        "name": bench.name,
-        "value": evaluated["metrics"][bench.metric],
-        "metrics": evaluated["metrics"],
-        "data": trained.get("data", ""),
-        "epochs": trained.get("epochs"),
-        "train_s": train_s,
-        "train_cpu_s": train_cpu,
-        "eval_s": eval_s,
-        "eval_cpu_s": _children_cpu_s() - cpu,
-    }
+def value_of(bench: Benchmark, result: dict[str, Any]) -> float:
+    """The benchmark's number from one run's evaluation (an error names the file)."""
+    metrics = result["eval"].get("metrics", {})
+    if bench.metric not in metrics:
+        raise RuntimeError(f"{result['eval_dir']}/metrics.json has no {bench.metric}")
+    return metrics[bench.metric]
 
 
-def benchmarks_markdown(results: list[dict[str, Any]], quick: bool, seconds: float) -> str:
-    """The side-by-side table: protocol, ours, the published numbers, both budgets."""
-    by_name = {r["name"]: r for r in results}
+def benchmarks_markdown(results: list[dict[str, Any]], quick: bool) -> str:
+    """The side-by-side table: protocol, ours (and its spread over seeds), the published
+    numbers, both budgets."""
+    groups = {g[0]["experiment"].title: g for g in by_experiment(results)}
     lines = [
         "# Benchmarks" + (QUICK_TITLE if quick else ""),
         "",
-        f"Made by `make reproduce ARGS=--benchmarks` in {seconds / 60:.1f} min on "
-        f"{machine_description()}.",
+        f"Made by `make reproduce ARGS=--benchmarks` on {machine_description()}; training "
+        f"and evaluation took {total_minutes(results):.1f} min.",
         "",
         "| model | protocol | ours | published (source) | their budget | our budget | command |",
         "|---|---|---|---|---|---|---|",
     ]
     for bench in BENCHMARKS:
-        r = by_name.get(bench.name)
-        if r is None:
+        group = groups.get(bench.title)
+        if group is None:
             continue
-        ours = bench.fmt.format(r["value"]) + (f" {bench.unit}" if bench.unit else "")
+        r = group[0]
+        ours = bench.fmt.format(value_of(bench, r)) + (f" {bench.unit}" if bench.unit else "")
+        if len(group) > 1:
+            values = [value_of(bench, g) for g in group]
+            ours += (
+                f" (seeds {' / '.join(seed_of(g) for g in group)}: "
+                f"{' / '.join(bench.fmt.format(v) for v in values)}; spread "
+                f"{bench.fmt.format(max(values) - min(values))})"
+            )
         budget = (
-            f"{r['epochs']} epochs, {r['train_cpu_s'] / 60:.0f} CPU-min "
+            f"{r['train'].get('epochs')} epochs, {r['train_cpu_s'] / 60:.0f} CPU-min "
             f"({r['train_s'] / 60:.0f} min wall)"
         )
         for i, pub in enumerate(bench.published):
@@ -264,9 +245,17 @@ def publish_benchmarks(out: Path, readme: Path) -> None:
 
 
 def run_benchmarks(
-    out: Path, data: list[str], quick: bool, only: list[str], publish: bool, readme: Path
+    out: Path,
+    data: list[str],
+    quick: bool,
+    only: list[str],
+    publish: bool,
+    readme: Path,
+    seeds: Sequence[int] = (),
+    rerun: bool = False,
 ) -> int:
-    """The ``--benchmarks`` mode of ``reproduce``: run, write ``benchmarks.md``, publish."""
+    """The ``--benchmarks`` mode of ``reproduce``: run (each once per seed; finished runs
+    reused), write ``benchmarks.md``, publish."""
     unknown = sorted(set(only) - {b.name for b in BENCHMARKS})
     if unknown:
         names = ", ".join(b.name for b in BENCHMARKS)
@@ -274,16 +263,13 @@ def run_benchmarks(
             f"error: --only {', '.join(unknown)}: no such benchmark; use {names}", file=sys.stderr
         )
         return 1
-    chosen = [b for b in BENCHMARKS if not only or b.name in only]
-    started, results = time.perf_counter(), []
-    for bench in chosen:
-        print(f"[benchmarks] {bench.name}: {bench.title}", flush=True)
-        try:
-            results.append(run_benchmark(bench, out, data, quick))
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    text = benchmarks_markdown(results, quick, time.perf_counter() - started)
+    chosen = [experiment_of(b) for b in BENCHMARKS if not only or b.name in only]
+    try:
+        results = run_all(seeded(chosen, seeds), out, data, quick, rerun, tag="benchmarks")
+        text = benchmarks_markdown(results, quick)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     write_text_atomic(out / "benchmarks.md", text)
     print(text)
     print(f"\n[benchmarks] wrote {out / 'benchmarks.md'}")

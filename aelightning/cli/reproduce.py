@@ -4,20 +4,27 @@ Every experiment is a plain ``ae-train experiment=...`` run followed by ``ae-eva
 best checkpoint, each in its own process and run dir under ``outputs/reproduce/``, so what
 the README shows is exactly what a user gets from those two commands. ``--quick`` runs the
 same pipeline on the bundled MNIST sample with tiny budgets (a smoke test, minutes on 2 CPUs).
+
+A finished run is reused when the same command is asked for again (its ``reproduce.json``
+holds the command and its times), so a long reproduction can be built up in parts
+(``--only``) and published once; ``--rerun`` trains everything anew. ``--seeds 42,1,2`` runs
+every experiment once per seed and shows the spread of the headline metric.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ class Experiment:
     figures: tuple[str, ...] = ()  # figure names (stems) the README shows for this run
     quick: tuple[str, ...] = field(default=())  # extra overrides for --quick
     evaluate: tuple[str, ...] = ()  # extra ae-evaluate overrides
+    #: run once per ``--seeds`` seed; False: a comparison variant, first seed only
+    every_seed: bool = True
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -99,10 +108,22 @@ COLUMNS = (
 )
 
 
-def _run(args: Sequence[str], log_path: Path) -> float:
-    """Run a CLI command, its output into ``log_path``; return seconds, raise on failure."""
+#: the metric whose spread over seeds the tables show, the first the run has
+SPREAD_KEYS = ("test/iw_nll", "test/bce", "test/psnr")
+#: what :func:`run_experiment` writes beside a finished run: its command and its times
+RECORD = "reproduce.json"
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(args: Sequence[str], log_path: Path) -> tuple[float, float]:
+    """Run a CLI command, its output into ``log_path``; return (wall, CPU) seconds of it (CPU:
+    all its threads and processes), raise on failure."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu_s()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.run(
@@ -113,7 +134,53 @@ def _run(args: Sequence[str], log_path: Path) -> float:
         raise RuntimeError(
             f"`{' '.join(args[:3])} ...` failed (see {log_path}):\n" + "\n".join(tail)
         )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu_s() - cpu
+
+
+def _run_once(args: Sequence[str], folder: Path, log_path: Path, rerun: bool) -> dict[str, Any]:
+    """Run ``args`` (whose results land in ``folder``) unless ``folder`` already holds a
+    finished run of exactly this command; returns the command's record (times, ``reused``)."""
+    record_path = folder / RECORD
+    if not rerun and record_path.is_file() and (folder / "metrics.json").is_file():
+        record = read_json(record_path)
+        if record.get("command") == list(args):
+            return {**record, "reused": True}
+    record_path.unlink(missing_ok=True)
+    wall, cpu = _run(args, log_path)
+    record = {"command": list(args), "wall_s": wall, "cpu_s": cpu}
+    write_text_atomic(record_path, json.dumps(record, indent=2) + "\n")
+    return {**record, "reused": False}
+
+
+def with_seed(exp: Experiment, seed: int, first: bool) -> Experiment:
+    """``exp`` trained with ``seed``; the first seed keeps the name (the README's row)."""
+    name = exp.name if first else f"{exp.name}-seed{seed}"
+    return replace(exp, name=name, overrides=(*exp.overrides, f"seed={seed}"))
+
+
+def seeded(experiments: Sequence[Experiment], seeds: Sequence[int]) -> list[Experiment]:
+    """Every experiment once per seed (the first seed first; a comparison variant only with
+    the first); unchanged without seeds."""
+    if not seeds:
+        return list(experiments)
+    return [
+        with_seed(e, s, i == 0)
+        for e in experiments
+        for i, s in enumerate(seeds if e.every_seed else seeds[:1])
+    ]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"42,1,2"`` -> ``[42, 1, 2]``; a bad list is one sentence."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise DataError(
+            f"--seeds {text!r}: give integers separated by commas, e.g. 42,1,2"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise DataError(f"--seeds {text!r} repeats a seed; give distinct seeds")
+    return seeds
 
 
 def data_overrides(data_dir: Path | None, quick: bool) -> list[str]:
@@ -126,9 +193,13 @@ def data_overrides(data_dir: Path | None, quick: bool) -> list[str]:
     return [f"data.data_dir={data_dir}", "data.source=download"]
 
 
-def run_experiment(exp: Experiment, out: Path, data: list[str], quick: bool) -> dict[str, Any]:
+def run_experiment(
+    exp: Experiment, out: Path, data: list[str], quick: bool, rerun: bool = False
+) -> dict[str, Any]:
+    """``ae-train`` then ``ae-evaluate`` on its best checkpoint (each reused when already
+    finished with the same command, unless ``rerun``); both metrics and both times."""
     run_dir, eval_dir = out / "runs" / exp.name, out / "eval" / exp.name
-    train_s = _run(
+    train = _run_once(
         [
             "aelightning",
             *exp.overrides,
@@ -137,11 +208,13 @@ def run_experiment(exp: Experiment, out: Path, data: list[str], quick: bool) -> 
             f"hydra.run.dir={run_dir}",
             "callbacks.rich_progress_bar=null",
         ],
+        run_dir,
         out / "logs" / f"{exp.name}.train.log",
+        rerun,
     )
     trained = read_json(run_dir / "metrics.json")
     ckpt = trained.get("best_checkpoint") or str(run_dir / "checkpoints" / "last.ckpt")
-    eval_s = _run(
+    evaluation = _run_once(
         [
             "aelightning.cli.evaluate",
             f"ckpt_path={ckpt}",
@@ -149,18 +222,44 @@ def run_experiment(exp: Experiment, out: Path, data: list[str], quick: bool) -> 
             *exp.evaluate,
             *(QUICK_EVAL if quick else ()),
         ],
+        eval_dir,
         out / "logs" / f"{exp.name}.eval.log",
+        rerun or not train["reused"],  # a retrained checkpoint is evaluated anew
     )
-    evaluated = read_json(eval_dir / "metrics.json")
+    reused = [what for what, r in (("training", train), ("evaluation", evaluation)) if r["reused"]]
+    if reused:
+        print(f"[reproduce] {exp.name}: reused the finished {' and '.join(reused)}", flush=True)
     return {
         "experiment": exp,
         "train": trained,
-        "eval": evaluated,
-        "train_s": train_s,
-        "eval_s": eval_s,
+        "eval": read_json(eval_dir / "metrics.json"),
+        "train_s": train["wall_s"],
+        "train_cpu_s": train["cpu_s"],
+        "eval_s": evaluation["wall_s"],
         "run_dir": run_dir,
         "eval_dir": eval_dir,
     }
+
+
+def run_all(
+    experiments: Sequence[Experiment],
+    out: Path,
+    data: list[str],
+    quick: bool,
+    rerun: bool = False,
+    tag: str = "reproduce",
+) -> list[dict[str, Any]]:
+    """:func:`run_experiment` for each, in order, saying which one runs."""
+    results = []
+    for exp in experiments:
+        print(f"[{tag}] {exp.name}: {exp.title}", flush=True)
+        results.append(run_experiment(exp, out, data, quick, rerun))
+    return results
+
+
+def total_minutes(results: Sequence[dict[str, Any]]) -> float:
+    """Wall time of the rows' training and evaluation (reused ones as first measured)."""
+    return sum(r["train_s"] + r["eval_s"] for r in results) / 60
 
 
 def _metric(result: dict[str, Any], key: str) -> float | None:
@@ -170,29 +269,65 @@ def _metric(result: dict[str, Any], key: str) -> float | None:
     return None
 
 
-def results_table(results: Sequence[dict[str, Any]]) -> list[str]:
-    """The markdown table of trained + evaluated experiments (the columns any of them has)."""
-    columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
-    header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def by_experiment(results: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Results grouped per experiment (its seeds together), the README's row first."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
+        groups.setdefault(r["experiment"].title, []).append(r)
+    return list(groups.values())
+
+
+def seed_of(result: dict[str, Any]) -> str:
+    seeds = [o.split("=", 1)[1] for o in result["experiment"].overrides if o.startswith("seed=")]
+    return seeds[-1] if seeds else str(result["train"].get("seed", "default"))
+
+
+def spread_cell(group: Sequence[dict[str, Any]], fmt: str | None = None) -> str:
+    """``"20.91 / 21.28 / 20.89 (seeds 42 / 1 / 2; spread 0.39)"``: the headline metric of
+    every seed of one experiment; empty for a single run."""
+    if len(group) < 2:
+        return ""
+    key = next((k for k in SPREAD_KEYS if _metric(group[0], k) is not None), None)
+    if key is None:
+        return ""
+    fmt = fmt or next((f for k, _, f in COLUMNS if k == key), "{:.4f}")
+    values = [_metric(r, key) for r in group]
+    known = [v for v in values if v is not None]
+    shown = " / ".join("–" if v is None else fmt.format(v) for v in values)
+    seeds = " / ".join(seed_of(r) for r in group)
+    spread = fmt.format(max(known) - min(known))
+    return f"{key.split('/')[-1]} {shown} (seeds {seeds}; spread {spread})"
+
+
+def results_table(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The markdown table of trained + evaluated experiments (the columns any of them has):
+    one row per experiment, its other seeds' headline metric in a ``seeds`` column."""
+    groups = by_experiment(results)
+    columns = [c for c in COLUMNS if any(_metric(r, c[0]) is not None for r in results)]
+    seeds = any(len(g) > 1 for g in groups)
+    header = ["experiment", "data", *(c[1] for c in columns), "epochs", "train time"]
+    header += ["over seeds"] if seeds else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group in groups:
+        r = group[0]
         exp = r["experiment"]
-        command = " ".join(exp.overrides) or "defaults"
+        command = " ".join(o for o in exp.overrides if not o.startswith("seed=")) or "defaults"
         cells = [f"{exp.title}: `{command}`", _data_cell(r["train"].get("data", ""))]
         for key, _, fmt in columns:
             value = _metric(r, key)
             cells.append("" if value is None else fmt.format(value))
         cells += [str(r["train"].get("epochs", "")), f"{r['train']['seconds']:.0f} s"]
+        cells += [spread_cell(group)] if seeds else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seconds: float) -> str:
+def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool) -> str:
     lines = [
         "# Reproduced results" + (QUICK_TITLE if quick else ""),
         "",
-        f"Made by `make reproduce{'-quick' if quick else ''}` in {seconds / 60:.1f} min on "
-        f"{machine_description()}.",
+        f"Made by `make reproduce{'-quick' if quick else ''}` on {machine_description()}; "
+        f"training and evaluation took {total_minutes(results):.1f} min.",
         "",
         *results_table(results),
     ]
@@ -206,7 +341,7 @@ def results_markdown(results: list[dict[str, Any]], out: Path, quick: bool, seco
         "Keras autoencoders are in the benchmark table (`make reproduce ARGS=--benchmarks`).",
         "",
     ]
-    for r in results:
+    for r in (group[0] for group in by_experiment(results)):
         figures = [
             p
             for name in r["experiment"].figures
@@ -329,8 +464,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gpu", action="store_true", help="with --anime-dir: also the 224-px VGG16 seed (GPU)"
     )
+    parser.add_argument(
+        "--seeds",
+        default="",
+        help="comma-separated seeds, e.g. 42,1,2: every experiment once per seed, the table "
+        "shows the first seed's row and every seed's headline metric",
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="train and evaluate anew even where a finished run of the same command exists",
+    )
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        args.seeds = parse_seeds(args.seeds)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.benchmarks:
         return _benchmarks(args)
     from aelightning.cli import reproduce_anime  # it imports this module's helpers
@@ -347,20 +498,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if only and not chosen and args.anime_dir is None:
         print(f"error: --only {args.only} names no experiment.", file=sys.stderr)
         return 1
-    started, results = time.perf_counter(), []
     try:
         data = data_overrides(args.data_dir, args.quick) if chosen else []
-        for exp in chosen:
-            print(f"[reproduce] {exp.name}: {exp.title}", flush=True)
-            results.append(run_experiment(exp, out, data, args.quick))
+        results = run_all(seeded(chosen, args.seeds), out, data, args.quick, args.rerun)
         anime_page = None
         if args.anime_dir is not None:
-            anime_page = reproduce_anime.run_anime(args.anime_dir, out, args.quick, args.gpu, only)
+            anime_page = reproduce_anime.run_anime(
+                args.anime_dir, out, args.quick, args.gpu, only, args.seeds, args.rerun
+            )
     except (DataError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if chosen:
-        text = results_markdown(results, out, args.quick, time.perf_counter() - started)
+        text = results_markdown(results, out, args.quick)
         write_text_atomic(out / "results.md", text)
         print(text)
         print(f"\n[reproduce] wrote {out / 'results.md'}")
@@ -390,7 +540,9 @@ def _benchmarks(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     only = [n for n in args.only.split(",") if n]
-    return benchmarks.run_benchmarks(out, data, args.quick, only, args.publish, args.readme)
+    return benchmarks.run_benchmarks(
+        out, data, args.quick, only, args.publish, args.readme, args.seeds, args.rerun
+    )
 
 
 def _publish(out: Path, readme: Path, mnist: bool = True, anime: bool = False) -> int:
