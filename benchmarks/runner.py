@@ -29,6 +29,7 @@ from aelightning.runtime.settings import (
     configure_process,
 )
 from benchmarks.cases import (
+    ANIME_CONV,
     CASES,
     FRAMEWORK_WAYS,
     LETTER,
@@ -133,9 +134,8 @@ class Bench:
     ) -> DictConfig:
         accelerator = "gpu" if self.opts.device.type == "cuda" else "cpu"
         overrides = [
+            *case.overrides,
             *data.overrides,
-            f"net={case.net}",
-            f"data.batch_size={case.batch_size}",
             f"trainer.accelerator={accelerator}",
             f"trainer.max_epochs={self.opts.plan.epochs}",
             "test=false",
@@ -413,7 +413,7 @@ def run(opts: Options) -> dict[str, Any]:
             scaling["batch_size"] = bench.throughput_series(
                 [replace(mlp, name=f"mlp-b{b}", batch_size=b) for b in opts.plan.batch_sizes]
             )
-            anime = CASES[3]
+            anime = ANIME_CONV
             if case_available(anime) is None:
                 scaling["image_size"] = bench.throughput_series(
                     [

@@ -177,6 +177,8 @@ def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
         "mlp-b256",
         "conv-b128",
         "anime-conv64-b64",
+        "anime-vgg13-b32",
+        "anime-vae64-b64",
     }
     assert "## Throughput vs batch size" in (tmp_path / "bench.md").read_text()
 
@@ -191,3 +193,33 @@ def test_memory_mapped_sets_are_told_from_ones_in_memory(tmp_path):
     mapped = torch.from_numpy(np.load(path, mmap_mode="c"))  # as the image-folder cache
     assert _is_mmap(mapped) and _is_mmap(mapped[2:])
     assert not _is_mmap(mapped.clone()) and not _is_mmap(torch.zeros(8, 3, 4, 4))
+
+
+def test_recipe_cases_compose_the_experiment_and_the_loops_use_its_objective(tmp_path):
+    """The anime rows run each recipe as `make reproduce` trains it (net, precision, batch),
+    and the plain loops optimise the same loss as the framework (a VAE's, not an MSE)."""
+    from aelightning.config import compose_config
+    from benchmarks.ways import autocast_dtype_for, objective_for
+
+    cases = {c.name: c for c in bench.CASES}
+    vgg = cases["anime-vgg13-b32"]
+    cfg = compose_config(tmp_path / "vgg", [*vgg.overrides, "data.root=unused"])
+    assert cfg.net._target_.endswith("SegNetVGG") and cfg.net.base_width == 32
+    assert cfg.data.batch_size == 32 and autocast_dtype_for(cfg.trainer.precision) is torch.bfloat16
+
+    vae_case = cases["anime-vae64-b64"]
+    cfg = compose_config(
+        tmp_path / "vae", [*vae_case.overrides, "data.root=unused", "net.channels=[4,8]"]
+    )
+    vae = build_model(cfg, (3, 16, 16))
+    x = torch.rand(4, 3, 16, 16)
+    torch.manual_seed(0)
+    loss = objective_for(vae)(x)
+    torch.manual_seed(0)
+    assert torch.equal(loss, vae.model_step((x,)).loss)  # the ELBO with its KL term
+    assert loss > 100  # nats per image, not a per-pixel MSE
+
+    cfg = compose_config(tmp_path / "ae", ["net=mlp"])
+    ae = build_model(cfg, (1, 28, 28))
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(objective_for(ae)(x), torch.nn.MSELoss()(ae.net(x), x))  # the seeds'
