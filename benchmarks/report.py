@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -12,7 +13,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from benchmarks.cases import LETTER, METHODS
+from aelightning.errors import DataError
+from benchmarks.cases import CASES, LETTER, METHODS
 
 #: Targets of issues 7, 16 and 21 (reported, not asserted): (case, ratio, minimum)
 TARGETS = (
@@ -217,3 +219,60 @@ def check_targets(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def readme_block(result: dict[str, Any]) -> str:
+    """The README's part of ``bench.md``: the main table, what ran it, and the targets."""
+    env, plan = result["environment"], result["plan"]
+    lines = [
+        f"`{result['command']}` on {env['cpu']} ({env['cpus']} CPUs, device `{env['device']}`"
+        + (f", {env['gpu']}" if env.get("gpu") else "")
+        + f"), torch {env['torch']}, Lightning {env['lightning']}, "
+        f"{result['cpu_threads']} thread(s), load average {_fmt(env['load_average'][0], 1)} at "
+        f"the start and {_fmt(result['load_average_end'], 1)} at the end, "
+        f"{result.get('date', '')}, {result['seconds'] / 60:.0f} min: {plan['epochs']} epochs "
+        f"per run (the first not timed), {plan['repeats']} repeats alternating the ways, medians. "
+        "Samples/s; L/step: Lightning steps per optimiser step (1/K).",
+        "",
+        "| case | batch | (a) framework | (a1) K=1 | (b) seeds' loop | (c) limit | a/b | a/c "
+        "| a1/c | L/step (a) | calls/step (a) / (a1) / (c) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in result["cases"]:
+        m, calls = c["median_samples_per_s"], c.get("calls_per_step", {})
+        lines.append(
+            f"| {c['case']} | {c['batch_size']} | {_fmt(m['framework'])} "
+            f"| {_fmt(m.get('framework_k1'))} | {_fmt(m['seeds'])} | {_fmt(m['limit'])} "
+            f"| {_fmt(c['a/b'], 2)} | {_fmt(c['a/c'], 2)} | {_fmt(c.get('a1/c'), 2)} "
+            f"| {_fmt(c.get('lightning_calls_per_step', {}).get('framework'), 3)} "
+            f"| {' / '.join(_fmt(calls.get(k)) for k in ('framework', 'framework_k1', 'limit'))} |"
+        )
+    lines += ["", "Targets (issues 7, 16, 21):", ""]
+    for t in result["targets"]:
+        status = {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
+        lines.append(
+            f"- {t['case']} {t['ratio']} ≥ {t['minimum']}: {_fmt(t['value'], 2)} ({status})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def publish(out: Path, readme: Path) -> None:
+    """Put the main table of ``out/bench.json`` between the README's bench markers: a full
+    run only (not ``--quick``, every case measured)."""
+    from aelightning.cli.reproduce import publish as publish_page
+
+    path = out / "bench.json"
+    if not path.is_file():
+        raise DataError(f"no {path}: run `make bench` first.")
+    result = json.loads(path.read_text())
+    if "--quick" in result["command"].split():
+        raise DataError(f"{path} is from a --quick run; the README shows full runs only.")
+    measured = {c["case"] for c in result["cases"] if not c.get("skipped")}
+    missing = [c.name for c in CASES if c.name not in measured]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}; the README shows every case.")
+    (out / "readme.md").write_text("# bench\n" + readme_block(result))
+    publish_page(out, readme, readme.parent / "docs" / "figures", "readme.md", (BEGIN, END))

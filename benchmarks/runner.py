@@ -434,6 +434,7 @@ def run(opts: Options) -> dict[str, Any]:
         "scaling": scaling,
         "notes": notes,
         "seconds": time.perf_counter() - started,
+        "date": time.strftime("%Y-%m-%d"),
         "load_average_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     (opts.out / "bench.json").write_text(json.dumps(result, indent=2, default=str))

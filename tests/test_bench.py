@@ -17,6 +17,8 @@ from omegaconf import open_dict
 import benchmarks as bench
 from aelightning.builders import build_model
 from aelightning.cli.train import train
+from aelightning.errors import DataError
+from benchmarks.report import publish as publish_bench
 from tests.conftest import ROOT
 
 
@@ -152,6 +154,23 @@ def test_quick_bench_writes_json_and_table(tmp_path):
     table = (out / "bench.md").read_text()
     assert f"| mlp-b32 | 32 | 1,000 | {median['framework']:,.0f} |" in table
     assert "mlp-b256 a/c ≥ 0.85: – (not measured)" in table
+
+    # --publish: a quick or partial run never reaches the README, a full one does, verbatim
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n")
+    with pytest.raises(DataError, match="--quick run"):
+        publish_bench(out, readme)
+    saved["command"] = "python -m benchmarks --data-dir DIR"
+    (out / "bench.json").write_text(json.dumps(saved))
+    with pytest.raises(DataError, match="lacks mlp-b256, conv-b128, anime-conv64-b64"):
+        publish_bench(out, readme)
+    saved["cases"] = [{**case, "case": c.name} for c in bench.CASES]
+    (out / "bench.json").write_text(json.dumps(saved))
+    publish_bench(out, readme)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("<!-- bench:end -->\ntail\n")
+    assert f"| anime-vae64-b64 | 32 | {median['framework']:,.0f} |" in text
+    assert "`python -m benchmarks --data-dir DIR` on " in text
 
 
 @pytest.mark.slow
