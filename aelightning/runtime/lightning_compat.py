@@ -178,9 +178,10 @@ def add_to_mean(metric: Any, values: Any) -> None:
     update wrapper and input checks cost per call (a training step of a small MLP is ~2 ms)."""
     _set_plain(metric, "_computed", None)  # plain attributes: no nn.Module registry checks
     _set_plain(metric, "_update_count", metric._update_count + 1)
-    weight = values.new_ones(values.shape)
-    metric.mean_value.add_((values * weight).sum())  # what ``+=`` does, without the setattr
-    metric.weight.add_(weight.sum())
+    # MeanMetric adds ``(values * ones).sum()`` and ``ones.sum()``: ``x * 1.0`` is ``x``
+    # exactly and the count of ones is an exact float, so the same bits with fewer operations
+    metric.mean_value.add_(values.sum())  # what ``+=`` does, without the setattr
+    metric.weight.add_(float(values.numel()))
 
 
 # ------------------------------------------------------------------------ lean hook calls
