@@ -21,7 +21,7 @@ batch size and vs image size, memory vs dataset size. Output: ``bench.json`` and
 Run ``python -m benchmarks --help``; ``--quick`` is the small version the tests use.
 """
 
-from benchmarks.cases import CASES, FULL, LETTER, METHODS, QUICK, Case, Plan
+from benchmarks.cases import CASES, FRAMEWORK_WAYS, FULL, LETTER, METHODS, QUICK, Case, Plan
 from benchmarks.cli import main, options_from, parse_args
 from benchmarks.clock import EpochClock, framework_parts
 from benchmarks.data import BenchData, mnist_source, prepare_mnist, tile
@@ -38,6 +38,7 @@ from benchmarks.ways import (
 
 __all__ = [
     "CASES",
+    "FRAMEWORK_WAYS",
     "FULL",
     "LETTER",
     "METHODS",

@@ -7,27 +7,46 @@ from pathlib import Path
 
 from aelightning.config import CONFIG_DIR
 
-#: the three ways, in the order they alternate; (a), (b), (c) in the tables
-METHODS = ("framework", "seeds", "limit")
-LETTER = {"framework": "a", "seeds": "b", "limit": "c"}
+#: the ways, in the order they alternate: (a) the framework as configured (its default
+#: ``runtime.steps_per_call=auto``) and (a1) with one optimiser step per Lightning step (K=1),
+#: (b) the seeds' loop, (c) the limit
+METHODS = ("framework", "framework_k1", "seeds", "limit")
+LETTER = {"framework": "a", "framework_k1": "a1", "seeds": "b", "limit": "c"}
+#: the framework's ways and the ``runtime.steps_per_call`` each forces (None: as configured)
+FRAMEWORK_WAYS = {"framework": None, "framework_k1": 1}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the main table: a net (config group option) on a data set at a batch size."""
+    """One row of the main table: a net (config group option) on a data set at a batch size,
+    or an experiment's recipe (its net, objective, optimiser and precision) at its batch size."""
 
     name: str
     net: str
     data: str  # mnist | anime
     batch_size: int
     image_size: int = 28
+    experiment: str = ""  # conf/experiment/<experiment>.yaml, composed first
 
+    @property
+    def overrides(self) -> list[str]:
+        """What the case sets on top of conf/train.yaml (data aside)."""
+        if self.experiment:
+            return [f"experiment={self.experiment}", f"data.batch_size={self.batch_size}"]
+        return [f"net={self.net}", f"data.batch_size={self.batch_size}"]
+
+
+#: the conv AE on the image-folder path (the image-size scaling's net)
+ANIME_CONV = Case("anime-conv64-b64", "conv", "anime", 64, image_size=64)
 
 CASES = (
     Case("mlp-b32", "mlp", "mnist", 32),
     Case("mlp-b256", "mlp", "mnist", 256),
     Case("conv-b128", "conv", "mnist", 128),
-    Case("anime-conv64-b64", "conv", "anime", 64, image_size=64),
+    # the anime recipes as `make reproduce` trains them (bf16 autocast in (a) and (c))
+    replace(ANIME_CONV, experiment="anime_conv_64"),
+    Case("anime-vgg13-b32", "vgg13", "anime", 32, image_size=64, experiment="anime_vgg13_64"),
+    Case("anime-vae64-b64", "conv", "anime", 64, image_size=64, experiment="anime_vae_64"),
 )
 
 
@@ -78,6 +97,8 @@ QUICK = Plan(
 def case_available(case: Case) -> str | None:
     """None when the configs the case needs exist, else why it is skipped."""
     conf = Path(CONFIG_DIR)
+    if case.experiment and not (conf / "experiment" / f"{case.experiment}.yaml").is_file():
+        return f"conf/experiment/{case.experiment}.yaml does not exist"
     if not (conf / "net" / f"{case.net}.yaml").is_file():
         return f"conf/net/{case.net}.yaml does not exist yet"
     if not (conf / "data" / f"{case.data}.yaml").is_file():

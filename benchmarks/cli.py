@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
+from aelightning.errors import DataError
 from aelightning.runtime.settings import auto_cpu_threads
 from benchmarks.cases import CASES, FULL, QUICK
-from benchmarks.report import markdown
+from benchmarks.report import markdown, publish
 from benchmarks.runner import Options, run
 
 
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-profile", action="store_true", help="skip the profiler runs")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling tables")
+    p.add_argument("--publish", action="store_true", help="then put the main table into README.md")
+    p.add_argument(
+        "--publish-only",
+        action="store_true",
+        help="put the last full run's table (--out) into README.md without running",
+    )
     p.add_argument(
         "--set",
         dest="sets",
@@ -93,8 +100,21 @@ def options_from(args: argparse.Namespace, argv: list[str]) -> Options:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("MPLBACKEND", "Agg")
     argv = sys.argv[1:] if argv is None else list(argv)
-    opts = options_from(parse_args(argv), argv)
-    result = run(opts)
-    print(markdown(result))
-    print(f"[bench] wrote {opts.out / 'bench.json'} and {opts.out / 'bench.md'}")
+    args = parse_args(argv)
+    try:
+        if args.publish_only:
+            publish(args.out, Path("README.md"))
+            print(f"[bench] README.md: the table of {args.out / 'bench.json'}")
+            return {}
+        if args.publish and args.quick:
+            raise DataError("--publish takes a full run; the README shows no --quick numbers.")
+        opts = options_from(args, [a for a in argv if a != "--publish"])
+        result = run(opts)
+        print(markdown(result))
+        print(f"[bench] wrote {opts.out / 'bench.json'} and {opts.out / 'bench.md'}")
+        if args.publish:
+            publish(opts.out, Path("README.md"))
+            print("[bench] README.md: the table of this run")
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return result

@@ -13,7 +13,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from aelightning.data.loader import BatchGroup
 from benchmarks.measure import CallCounter, sync
+
+#: callback hooks that run inside the optimiser step (inside ``training_step`` when the module
+#: optimises manually, as under ``runtime.steps_per_call``)
+STEP_HOOKS = (".on_before_backward", ".on_after_backward", ".on_before_optimizer_step")
 
 
 class EpochClock(L.Callback):
@@ -53,7 +58,7 @@ class EpochClock(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         sync(self._device)
-        self._open = {"samples": 0, "steps": 0, "parts": defaultdict(float)}
+        self._open = {"samples": 0, "steps": 0, "lightning_steps": 0, "parts": defaultdict(float)}
         if self.profile:
             self._marks = {k: len(v) for k, v in self._recorded(trainer).items()}
         if self.count_calls and trainer.current_epoch == trainer.max_epochs - 1:
@@ -64,9 +69,11 @@ class EpochClock(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
-        if self._open is not None:
-            self._open["samples"] += int(batch[0].shape[0])
-            self._open["steps"] += 1
+        if self._open is not None:  # a fused group (runtime.steps_per_call) holds several
+            batches = batch if type(batch) is BatchGroup else (batch,)
+            self._open["samples"] += sum(int(b[0].shape[0]) for b in batches)
+            self._open["steps"] += len(batches)  # optimiser steps
+            self._open["lightning_steps"] += 1
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -87,6 +94,14 @@ class EpochClock(L.Callback):
             epoch["calls"], self._counter = self._counter.calls, None
         if self.profile:
             epoch["parts"].update(self._profiler_parts(trainer))
+            if not trainer.lightning_module.automatic_optimization:
+                # manual optimisation runs backward, the step and their hooks inside
+                # training_step: not "logging"
+                parts = epoch["parts"]
+                inside = parts["backward"] + parts["optimizer"] + parts.pop("step_callbacks", 0.0)
+                parts["training_step"] = max(0.0, parts["training_step"] - inside)
+            else:
+                epoch["parts"].pop("step_callbacks", None)
         epoch["parts"] = dict(epoch["parts"])
         self.epochs.append(epoch)
 
@@ -154,6 +169,8 @@ class EpochClock(L.Callback):
                 parts["zero_grad"] += seconds
             elif action.startswith("[Callback]") and not action.startswith("[Callback]EpochClock"):
                 parts["callbacks"] += seconds
+                if action.endswith(STEP_HOOKS):
+                    parts["step_callbacks"] += seconds
         return parts
 
 

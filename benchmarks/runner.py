@@ -29,7 +29,9 @@ from aelightning.runtime.settings import (
     configure_process,
 )
 from benchmarks.cases import (
+    ANIME_CONV,
     CASES,
+    FRAMEWORK_WAYS,
     LETTER,
     METHODS,
     Case,
@@ -127,12 +129,13 @@ class Bench:
         )
 
     # -- config ----------------------------------------------------------------------------
-    def config(self, case: Case, data: BenchData, run_dir: Path) -> DictConfig:
+    def config(
+        self, case: Case, data: BenchData, run_dir: Path, steps_per_call: int | None = None
+    ) -> DictConfig:
         accelerator = "gpu" if self.opts.device.type == "cuda" else "cpu"
         overrides = [
+            *case.overrides,
             *data.overrides,
-            f"net={case.net}",
-            f"data.batch_size={case.batch_size}",
             f"trainer.accelerator={accelerator}",
             f"trainer.max_epochs={self.opts.plan.epochs}",
             "test=false",
@@ -142,7 +145,8 @@ class Bench:
             overrides.insert(0, "trainer=gpu")
         if self.opts.cpu_threads is not None:
             overrides.append(f"runtime.cpu_threads={self.opts.cpu_threads}")
-        return compose_config(run_dir, [*overrides, *self.opts.sets])
+        forced = [] if steps_per_call is None else [f"runtime.steps_per_call={steps_per_call}"]
+        return compose_config(run_dir, [*overrides, *self.opts.sets, *forced])
 
     def fresh_module(self, cfg: DictConfig, dims: tuple[int, ...]) -> Any:
         from aelightning.builders import build_model
@@ -161,11 +165,11 @@ class Bench:
     ) -> Run:
         """One run of one way; ``count_calls`` adds an untimed epoch under a call counter."""
         run_dir = Path(tempfile.mkdtemp(prefix=f"{case.name}-{method}-", dir=self.work))
-        cfg = self.config(case, data, run_dir)
+        cfg = self.config(case, data, run_dir, FRAMEWORK_WAYS.get(method))
         dims = (3, case.image_size, case.image_size) if case.data == "anime" else (1, 28, 28)
         device = self.opts.device
         try:
-            if method == "framework":
+            if method in FRAMEWORK_WAYS:
                 run = run_framework(cfg, run_dir, device, profile, count_calls)
                 if profile:
                     report = run_dir / "fit-profile.txt"
@@ -236,16 +240,19 @@ class Bench:
                 "image_size": case.image_size,
                 "samples": len(data.train_images) if data.train_images is not None else 0,
             }
-            for method in ("framework", "limit"):
+            for method in ("framework_k1", "framework", "limit"):
                 run = self.run_method(method, case, data)
                 row[method] = run.samples_per_s
                 row[f"{method}_peak_rss_mb"] = run.peak_rss_mb
                 if run.gpu_peak_mb is not None:
                     row[f"{method}_gpu_peak_mb"] = run.gpu_peak_mb
+                if method in FRAMEWORK_WAYS:
+                    row[f"{method}_lightning_calls"] = run.extra.get("lightning_calls_per_step")
             row["a/c"] = _ratio(row["framework"], row["limit"])
+            row["a1/c"] = _ratio(row["framework_k1"], row["limit"])
             print(
-                f"[bench] scaling {case.name}: (a) {row['framework']:,.0f} "
-                f"(c) {row['limit']:,.0f} samples/s",
+                f"[bench] scaling {case.name}: (a) {row['framework']:,.0f} (a1, K=1) "
+                f"{row['framework_k1']:,.0f} (c) {row['limit']:,.0f} samples/s",
                 flush=True,
             )
             rows.append(row)
@@ -340,9 +347,16 @@ def summarize_case(case: Case, data: BenchData, runs: dict[str, list[Run]]) -> d
         "median_samples_per_s": median,
         "a/b": _ratio(median["framework"], median["seeds"]),
         "a/c": _ratio(median["framework"], median["limit"]),
+        "a1/c": _ratio(median["framework_k1"], median["limit"]),
         "median_samples_per_cpu_s": cpu,
         "a/b_cpu": _ratio(cpu["framework"], cpu["seeds"]),
         "a/c_cpu": _ratio(cpu["framework"], cpu["limit"]),
+        "a1/c_cpu": _ratio(cpu["framework_k1"], cpu["limit"]),
+        # Lightning steps per optimiser step (1 at K=1; 1/K under runtime.steps_per_call)
+        "lightning_calls_per_step": {
+            m: statistics.median(r.extra.get("lightning_calls_per_step") or 1.0 for r in runs[m])
+            for m in FRAMEWORK_WAYS
+        },
         "peak_rss_mb": {m: max(r.peak_rss_mb for r in runs[m]) for m in METHODS},
         "gpu_peak_mb": {m: runs[m][0].gpu_peak_mb for m in METHODS},
         "fit_s": statistics.median(r.extra.get("fit_s", 0.0) for r in runs["framework"]),
@@ -399,7 +413,7 @@ def run(opts: Options) -> dict[str, Any]:
             scaling["batch_size"] = bench.throughput_series(
                 [replace(mlp, name=f"mlp-b{b}", batch_size=b) for b in opts.plan.batch_sizes]
             )
-            anime = CASES[3]
+            anime = ANIME_CONV
             if case_available(anime) is None:
                 scaling["image_size"] = bench.throughput_series(
                     [
@@ -420,6 +434,7 @@ def run(opts: Options) -> dict[str, Any]:
         "scaling": scaling,
         "notes": notes,
         "seconds": time.perf_counter() - started,
+        "date": time.strftime("%Y-%m-%d"),
         "load_average_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     (opts.out / "bench.json").write_text(json.dumps(result, indent=2, default=str))

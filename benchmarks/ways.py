@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -59,9 +60,31 @@ def run_framework(
     clock = json.loads(clock_file.read_text())
     epochs = clock["epochs"]
     setup = total - sum(e["seconds"] for e in epochs)
-    return Run.measured(
+    run = Run.measured(
         "framework", epochs, setup, memory, fit_s=total, cpu_threads=clock["cpu_threads"]
     )
+    timed = run.timed()  # after runtime.steps_per_call=auto has measured its K
+    steps = sum(e["steps"] for e in timed)
+    calls = sum(e.get("lightning_steps", e["steps"]) for e in timed)
+    run.extra["lightning_calls_per_step"] = calls / steps if steps else None
+    return run
+
+
+Objective = Callable[[Tensor], Tensor]
+
+
+def objective_for(module: Any) -> Objective:
+    """The loss of a batch as a plain loop computes it: the seeds' ``nn.MSELoss()(net(x), x)``
+    for a plain autoencoder, else the module's own objective (a VAE's negative ELBO, noise,
+    sparsity) through its ``model_step``, outside Lightning."""
+    from aelightning.models.ae import Autoencoder
+
+    if type(module) is Autoencoder and not module.noise.enabled:
+        net, loss_fn = module.net, nn.MSELoss()
+        return lambda x: loss_fn(net(x).float(), x.float())
+    # a loss that logs (the VAE's KL weight) has no trainer to log to here: nothing to say
+    warnings.filterwarnings("ignore", message=r"You are trying to `self.log\(\)`")
+    return lambda x: module.model_step((x,)).loss
 
 
 def train_epochs(
@@ -73,15 +96,22 @@ def train_epochs(
     profile: bool,
     autocast_dtype: torch.dtype | None = None,
     count_calls: bool = False,
+    objective: Objective | None = None,
 ) -> list[dict[str, Any]]:
-    """The plain PyTorch loop shared by (b) and (c): forward, MSE, zero_grad, backward, step.
+    """The plain PyTorch loop shared by (b) and (c): forward + loss, zero_grad, backward, step.
 
     Like the seeds it prints nothing per step and reads the loss once per epoch (one sync).
-    ``autocast_dtype`` mirrors the framework's mixed precision in (c); the loss is float32.
-    ``profile`` splits each step into parts; ``count_calls`` adds an (untimed) epoch that
-    counts function calls.
+    ``objective`` is the loss of a batch (default: the seeds' MSE of ``model(x)``, see
+    :func:`objective_for`); ``autocast_dtype`` mirrors the framework's mixed precision in (c);
+    the loss is float32. ``profile`` splits each step into parts; ``count_calls`` adds an
+    (untimed) epoch that counts function calls.
     """
-    loss_fn = nn.MSELoss()
+    if objective is None:
+        loss_fn = nn.MSELoss()
+
+        def objective(x: Tensor) -> Tensor:
+            return loss_fn(model(x).float(), x.float())
+
     scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
 
     def one_epoch(laps: Laps) -> dict[str, Any]:
@@ -93,8 +123,7 @@ def train_epochs(
         for x in batches():
             laps.lap("data")
             with _autocast(device, autocast_dtype):
-                x_hat = model(x)
-            loss = loss_fn(x_hat.float(), x.float())
+                loss = objective(x)
             laps.lap("forward")
             optimizer.zero_grad()
             laps.lap("optimizer")
@@ -160,7 +189,7 @@ def seeds_dataset(data: BenchData, case: Case) -> torch.utils.data.Dataset:
 
 
 def run_seeds(
-    net: nn.Module,
+    module: Any,
     data: BenchData,
     case: Case,
     epochs: int,
@@ -168,13 +197,14 @@ def run_seeds(
     profile: bool = False,
     count_calls: bool = False,
 ) -> Run:
-    """(b): the seeds' loop over torchvision's dataset class, as the seed documents write it."""
+    """(b): the seeds' loop over torchvision's dataset class, as the seed documents write it
+    (the module's net and, for other objectives than the plain AE's, its loss)."""
     from torch.utils.data import DataLoader
 
     with PeakMemory(device) as memory:
         t = time.perf_counter()
         loader = DataLoader(seeds_dataset(data, case), batch_size=case.batch_size, shuffle=True)
-        model = net.to(device)
+        model = module.to(device).net
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         setup = time.perf_counter() - t
 
@@ -183,7 +213,14 @@ def run_seeds(
                 yield x.to(device)
 
         epochs_out = train_epochs(
-            model, optimizer, batches, epochs, device, profile, count_calls=count_calls
+            model,
+            optimizer,
+            batches,
+            epochs,
+            device,
+            profile,
+            count_calls=count_calls,
+            objective=objective_for(module),
         )
     return Run.measured("seeds", epochs_out, setup, memory)
 
@@ -199,11 +236,12 @@ def run_limit(
     count_calls: bool = False,
 ) -> Run:
     """(c): one float tensor on the device, sliced by a per-epoch permutation; the module's
-    net and optimiser factory after the same runtime settings as (a)."""
+    net, objective (:func:`objective_for`) and optimiser factory after the same runtime
+    settings as (a)."""
     with PeakMemory(device) as memory:
         t = time.perf_counter()
         x_all = images.to(device).float().div_(255.0)
-        model = module.net.to(device)
+        model = module.to(device).net
         optimizer = module.optimizer_factory(model.parameters())
         n = len(x_all)
         setup = time.perf_counter() - t
@@ -214,7 +252,15 @@ def run_limit(
                 yield x_all[perm[i : i + batch_size]]
 
         epochs_out = train_epochs(
-            model, optimizer, batches, epochs, device, profile, autocast_dtype, count_calls
+            model,
+            optimizer,
+            batches,
+            epochs,
+            device,
+            profile,
+            autocast_dtype,
+            count_calls,
+            objective_for(module),
         )
     return Run.measured("limit", epochs_out, setup, memory)
 
@@ -249,9 +295,9 @@ class SeedsJob:
         skip_nvml_check()  # importing Lightning set it; a plain script does not (see runtime)
         HydraConfig().set_config(self.cfg)
         torch.manual_seed(self.seed)
-        net = build_model(self.cfg, self.dims).net
+        module = build_model(self.cfg, self.dims)
         run = run_seeds(
-            net, self.data, self.case, self.epochs, self.device, self.profile, self.count_calls
+            module, self.data, self.case, self.epochs, self.device, self.profile, self.count_calls
         )
         run.extra.update(
             pid=os.getpid(),

@@ -17,6 +17,8 @@ from omegaconf import open_dict
 import benchmarks as bench
 from aelightning.builders import build_model
 from aelightning.cli.train import train
+from aelightning.errors import DataError
+from benchmarks.report import publish as publish_bench
 from tests.conftest import ROOT
 
 
@@ -144,10 +146,31 @@ def test_quick_bench_writes_json_and_table(tmp_path):
     median = case["median_samples_per_s"]
     assert math.isclose(case["a/b"], median["framework"] / median["seeds"])
     assert math.isclose(case["a/c"], median["framework"] / median["limit"])
+    assert math.isclose(case["a1/c"], median["framework_k1"] / median["limit"])
+    # K=1: one Lightning step per optimiser step; auto: fewer (steps fused)
+    lightning = case["lightning_calls_per_step"]
+    assert lightning["framework_k1"] == 1.0 and 0 < lightning["framework"] < 1.0
     assert set(case["profile"]) == set(bench.METHODS)
     table = (out / "bench.md").read_text()
     assert f"| mlp-b32 | 32 | 1,000 | {median['framework']:,.0f} |" in table
     assert "mlp-b256 a/c ≥ 0.85: – (not measured)" in table
+
+    # --publish: a quick or partial run never reaches the README, a full one does, verbatim
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n")
+    with pytest.raises(DataError, match="--quick run"):
+        publish_bench(out, readme)
+    saved["command"] = "python -m benchmarks --data-dir DIR"
+    (out / "bench.json").write_text(json.dumps(saved))
+    with pytest.raises(DataError, match="lacks mlp-b256, conv-b128, anime-conv64-b64"):
+        publish_bench(out, readme)
+    saved["cases"] = [{**case, "case": c.name} for c in bench.CASES]
+    (out / "bench.json").write_text(json.dumps(saved))
+    publish_bench(out, readme)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("<!-- bench:end -->\ntail\n")
+    assert f"| anime-vae64-b64 | 32 | {median['framework']:,.0f} |" in text
+    assert "`python -m benchmarks --data-dir DIR` on " in text
 
 
 @pytest.mark.slow
@@ -168,7 +191,14 @@ def test_make_bench_quick_runs_every_case_and_scaling(tmp_path):
     scaling = result["scaling"]
     assert [r["batch_size"] for r in scaling["batch_size"]] == list(bench.QUICK.batch_sizes)
     assert all(r["bytes_per_image"] == r["c_h_w"] for r in scaling["memory"])
-    assert {t["case"] for t in result["targets"]} == {"mlp-b32", "mlp-b256"}
+    assert {t["case"] for t in result["targets"]} == {
+        "mlp-b32",
+        "mlp-b256",
+        "conv-b128",
+        "anime-conv64-b64",
+        "anime-vgg13-b32",
+        "anime-vae64-b64",
+    }
     assert "## Throughput vs batch size" in (tmp_path / "bench.md").read_text()
 
 
@@ -182,3 +212,33 @@ def test_memory_mapped_sets_are_told_from_ones_in_memory(tmp_path):
     mapped = torch.from_numpy(np.load(path, mmap_mode="c"))  # as the image-folder cache
     assert _is_mmap(mapped) and _is_mmap(mapped[2:])
     assert not _is_mmap(mapped.clone()) and not _is_mmap(torch.zeros(8, 3, 4, 4))
+
+
+def test_recipe_cases_compose_the_experiment_and_the_loops_use_its_objective(tmp_path):
+    """The anime rows run each recipe as `make reproduce` trains it (net, precision, batch),
+    and the plain loops optimise the same loss as the framework (a VAE's, not an MSE)."""
+    from aelightning.config import compose_config
+    from benchmarks.ways import autocast_dtype_for, objective_for
+
+    cases = {c.name: c for c in bench.CASES}
+    vgg = cases["anime-vgg13-b32"]
+    cfg = compose_config(tmp_path / "vgg", [*vgg.overrides, "data.root=unused"])
+    assert cfg.net._target_.endswith("SegNetVGG") and cfg.net.base_width == 32
+    assert cfg.data.batch_size == 32 and autocast_dtype_for(cfg.trainer.precision) is torch.bfloat16
+
+    vae_case = cases["anime-vae64-b64"]
+    cfg = compose_config(
+        tmp_path / "vae", [*vae_case.overrides, "data.root=unused", "net.channels=[4,8]"]
+    )
+    vae = build_model(cfg, (3, 16, 16))
+    x = torch.rand(4, 3, 16, 16)
+    torch.manual_seed(0)
+    loss = objective_for(vae)(x)
+    torch.manual_seed(0)
+    assert torch.equal(loss, vae.model_step((x,)).loss)  # the ELBO with its KL term
+    assert loss > 100  # nats per image, not a per-pixel MSE
+
+    cfg = compose_config(tmp_path / "ae", ["net=mlp"])
+    ae = build_model(cfg, (1, 28, 28))
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(objective_for(ae)(x), torch.nn.MSELoss()(ae.net(x), x))  # the seeds'

@@ -143,9 +143,14 @@ def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str
     ("case", "overrides", "expected"),
     [
         (
-            "automatic",
-            [],
+            "automatic",  # Lightning's own loop: one optimiser step per Lightning step
+            ["runtime.steps_per_call=1"],
             {("module", "optimizer_step"), ("callback", "on_before_optimizer_step")},
+        ),
+        (
+            "fused",  # several optimiser steps per Lightning step (manual optimisation)
+            ["runtime.steps_per_call=2"],
+            {("module", "on_before_optimizer_step"), ("callback", "on_train_batch_start")},
         ),
         (
             "manual",  # three optimisers stepped by the module itself

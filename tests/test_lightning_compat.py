@@ -132,3 +132,133 @@ def test_hook_name_is_set_as_nn_module_sets_it() -> None:
     assert lean._current_fx_name == stock._current_fx_name == "training_step"
     assert "_current_fx_name" not in lean._modules | lean._parameters | lean._buffers
     assert "_current_fx_name" not in lean.state_dict()
+
+
+# ----------------------------------------------------------------- fused steps (steps_per_call)
+class StepRecorder(TinyModule):
+    """Records, at each training step, what the fused-steps accessors read from the loop."""
+
+    rows: ClassVar[list[tuple[int, int, int, bool, int]]] = []
+
+    def training_step(self, batch, batch_idx):
+        trainer = self.trainer
+        loop = trainer.fit_loop.epoch_loop
+        StepRecorder.rows.append(
+            (
+                loop.batch_progress.total.ready,
+                loop.batch_progress.current.processed,
+                compat.batches_that_stepped(trainer),
+                trainer.is_last_batch,
+                trainer.fit_loop._data_fetcher.fetched,
+            )
+        )
+        return super().training_step(batch, batch_idx)
+
+
+def test_advance_to_next_batch_moves_the_counters_as_the_loop_does() -> None:
+    """Between two steps the loop moves its counters by exactly what advance_to_next_batch
+    moves them by: snapshots of a normal fit, one step apart, differ by one application."""
+    StepRecorder.rows = []
+    TinyModule.seen = []
+    trainer = bare_trainer(max_steps=6)
+    trainer.fit(StepRecorder())
+    rows = StepRecorder.rows
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6] and rows[-1][3]  # 6 batches, last flagged
+
+    class Replay(StepRecorder):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 0:  # the loop's state at step 0, then moved by hand
+                trainer = self.trainer
+                replayed = []
+                for _ in range(len(rows)):
+                    loop = trainer.fit_loop.epoch_loop
+                    replayed.append(
+                        (
+                            loop.batch_progress.total.ready,
+                            loop.batch_progress.current.processed,
+                            compat.batches_that_stepped(trainer),
+                            trainer.is_last_batch,
+                            trainer.fit_loop._data_fetcher.fetched,
+                        )
+                    )
+                    if len(replayed) < len(rows):
+                        compat.advance_to_next_batch(trainer)
+                Replay.replayed = replayed
+                trainer.should_stop = True
+            return TinyModule.training_step(self, batch, batch_idx)
+
+    bare_trainer(max_steps=6).fit(Replay())
+    assert Replay.replayed == rows
+
+
+def test_batch_start_hooks_reach_callbacks_and_module() -> None:
+    seen: list[tuple[str, int]] = []
+
+    class Hooked(TinyModule):
+        def on_train_batch_start(self, batch, batch_idx):
+            seen.append(("module", batch_idx))
+
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 0:
+                compat.call_batch_start_hooks(self.trainer, batch, 7)
+            return super().training_step(batch, batch_idx)
+
+    class Callback(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(("callback", batch_idx))
+
+    trainer = bare_trainer(max_steps=1)
+    trainer.callbacks.append(Callback())
+    trainer.fit(Hooked())
+    assert seen == [("callback", 0), ("module", 0), ("callback", 7), ("module", 7)]
+
+
+def test_checkpoint_every_n_train_steps_is_model_checkpoints() -> None:
+    assert compat.checkpoint_every_n_train_steps(L.pytorch.callbacks.ModelCheckpoint()) == 0
+    every = L.pytorch.callbacks.ModelCheckpoint(every_n_train_steps=7)
+    assert compat.checkpoint_every_n_train_steps(every) == 7
+    assert compat.checkpoint_every_n_train_steps(L.Callback()) == 0
+
+
+def test_carry_optimizer_steps_gives_the_other_mode_the_global_step(tmp_path: Path) -> None:
+    trainer = bare_trainer(max_steps=4)
+    trainer.fit(TinyModule())
+    trainer.save_checkpoint(tmp_path / "auto.ckpt")
+    checkpoint = torch.load(tmp_path / "auto.ckpt", weights_only=False)
+
+    class Manual(TinyModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            self.manual_backward(TinyModule.training_step(self, batch, batch_idx))
+            optimizer.step()
+
+        def on_load_checkpoint(self, checkpoint):
+            compat.carry_optimizer_steps(checkpoint, manual=True)
+
+    assert compat.carry_optimizer_steps(checkpoint, manual=True)
+    assert not compat.carry_optimizer_steps(checkpoint, manual=True)  # already there
+    resumed = bare_trainer(max_steps=6)
+    resumed.fit(Manual(), ckpt_path=tmp_path / "auto.ckpt", weights_only=False)
+    assert resumed.global_step == 6  # 4 restored + 2 more, not 6 more
+
+
+def test_add_to_mean_is_mean_metric_update_bit_for_bit() -> None:
+    from torchmetrics import MeanMetric
+
+    reference, fast = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+    generator = torch.Generator().manual_seed(0)
+    for size in (32, 32, 17, 256, 1):
+        loss = torch.rand((), generator=generator) * 10
+        reference.update(loss.expand(size))
+        compat.add_to_mean(fast, loss.expand(size))
+    assert torch.equal(reference.mean_value, fast.mean_value)
+    assert torch.equal(reference.weight, fast.weight)
+    assert fast.update_count == reference.update_count == 5
+    assert torch.equal(reference.compute(), fast.compute())
+    compat.add_to_mean(fast, torch.tensor(1.0).expand(3))  # compute() is not served stale
+    assert not torch.equal(reference.compute(), fast.compute())

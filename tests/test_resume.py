@@ -24,15 +24,28 @@ from tests.conftest import ROOT, TINY, compose_config
 
 class SignalAtStep(L.Callback):
     """Test helper: the run sends ``signum`` to its own process after optimizer step ``step``
-    (a deterministic moment; SIGKILL then kills it like ``kill -9`` from outside would)."""
+    (a deterministic moment; SIGKILL then kills it like ``kill -9`` from outside would).
 
-    def __init__(self, step: int, signum: int, times: int = 1) -> None:
+    ``inside=True``: right before the optimizer step that follows step ``step`` instead, from
+    ``on_before_optimizer_step``, which runs for every optimizer step, also inside a fused
+    group of ``runtime.steps_per_call`` (whose batch-end hooks run once per group)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1, inside: bool = False) -> None:
         self.step, self.signum, self.times = int(step), int(signum), int(times)
+        self.inside = bool(inside)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def _signal(self, trainer) -> None:
         if trainer.global_step == self.step:
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.inside:
+            self._signal(trainer)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.inside:
+            self._signal(trainer)
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +78,9 @@ SHORT = [
     "logger=none",
     "callbacks.lr_monitor=null",
     "callbacks.reconstructions=null",
+    # a stop request acts at the end of a step; several steps per Lightning step end it at the
+    # end of the group (the fused variant below)
+    "runtime.steps_per_call=1",
 ]
 
 
@@ -84,21 +100,27 @@ def reference(tmp_path_factory) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("steps_per_call", [1, 4])
 @pytest.mark.parametrize(
     ("signum", "reason", "code"),
     [(15, "SIGTERM", 143), (2, "Ctrl-C", 130)],
     ids=["sigterm", "ctrl-c"],
 )
 def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
-    tmp_path, capsys, reference, signum, reason, code
+    tmp_path, capsys, reference, signum, reason, code, steps_per_call
 ):
+    """With 4 optimizer steps per Lightning step the signal arrives inside the group of steps
+    7-10 (epoch 2's batches 1-4) and the run stops at the group's end, step 10."""
     helper = "tests.test_resume.SignalAtStep"
+    fused = [f"runtime.steps_per_call={steps_per_call}"]
     stopped = _cfg(
         tmp_path,
         "run",
+        *fused,
         f"+callbacks.stopper._target_={helper}",
         "+callbacks.stopper.step=8",  # mid-epoch 2 of 2
         f"+callbacks.stopper.signum={signum}",
+        f"+callbacks.stopper.inside={steps_per_call > 1}",
     )
     with pytest.raises(SystemExit) as exit_info:
         run_reporting_errors(lambda: train(stopped))
@@ -108,9 +130,12 @@ def test_stop_signal_saves_and_resume_matches_an_uninterrupted_run(
     assert err.startswith(f"error: training stopped by {reason} at step ")
     assert f"saved '{last}'; continue with: ae-train resume=true hydra.run.dir=" in err
     saved_step = load_checkpoint(last)["global_step"]
-    assert saved_step in (8, 9)  # Ctrl-C stops at the end of the step it arrives in or the next
+    if steps_per_call == 1:  # Ctrl-C stops at the end of the step it arrives in or the next
+        assert saved_step in (8, 9)
+    else:
+        assert saved_step == 10
 
-    metrics = train(_cfg(tmp_path, "run", "resume=true"))["metrics"]
+    metrics = train(_cfg(tmp_path, "run", *fused, "resume=true"))["metrics"]
     resumed = _weights(last)
     assert load_checkpoint(last)["global_step"] == 12
     assert _max_abs_diff(resumed, reference["weights"]) <= 1e-6
@@ -212,26 +237,36 @@ def _ae_train(run_dir: Path, root: Path, *overrides: str) -> subprocess.Complete
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_2_then_resume_ends_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("steps_per_call", [1, 8])
+def test_sigkill_mid_epoch_2_then_resume_ends_with_the_same_weights(tmp_path, steps_per_call):
     """3 epochs x 32 batches of the bundled sample; SIGKILL at step 45 (epoch 2), after the
-    mid-epoch save of step 40; ``resume=true`` in the same run dir finishes the run."""
+    mid-epoch save of step 40; ``resume=true`` in the same run dir finishes the run. With 8
+    optimizer steps per Lightning step the kill lands inside a fused group (steps 41-48) and
+    the run ends with the bits of the uninterrupted one-step-per-call run."""
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
-    proc = _ae_train(ref_dir, tmp_path)
+    proc = _ae_train(ref_dir, tmp_path, "runtime.steps_per_call=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
 
+    fused = f"runtime.steps_per_call={steps_per_call}"
     proc = _ae_train(
         run_dir,
         tmp_path,
+        fused,
         "+callbacks.killer._target_=tests.test_resume.SignalAtStep",
         "+callbacks.killer.step=45",
         "+callbacks.killer.signum=9",
+        f"+callbacks.killer.inside={steps_per_call > 1}",
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last)["global_step"] == 40  # mid-epoch 2: 32 < 40 < 64
 
-    proc = _ae_train(run_dir, tmp_path, "resume=true")
+    proc = _ae_train(run_dir, tmp_path, fused, "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
     reference_last = ref_dir / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last)["global_step"] == load_checkpoint(reference_last)["global_step"]
-    assert _max_abs_diff(_weights(last), _weights(reference_last)) <= 1e-6
+    if steps_per_call == 1:
+        assert _max_abs_diff(_weights(last), _weights(reference_last)) <= 1e-6
+    else:
+        resumed, reference = _weights(last), _weights(reference_last)
+        assert all(torch.equal(resumed[k], reference[k]) for k in reference)

@@ -57,17 +57,14 @@ class DivergenceGuard(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_bad = None
 
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # 0-based over the whole fit (resume-aware), the step axis TensorBoard shows
-        self._index = trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1
-
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
         """Fold this loss into the device-side flag before it can change any weight; runs for
-        every backward (also manual optimisation), ahead of any batch-end checkpoint."""
+        every backward (also manual optimisation, and each step of a fused group), ahead of
+        any batch-end checkpoint."""
+        # 0-based over the whole fit (resume-aware), the step axis TensorBoard shows
+        self._index = trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1
         candidate = torch.where(torch.isfinite(loss.detach()).all(), _NONE, self._index)
         self._first_bad = (
             candidate if self._first_bad is None else torch.minimum(self._first_bad, candidate)

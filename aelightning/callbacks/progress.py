@@ -42,7 +42,7 @@ class ThrottledRichProgressBar(RichProgressBar):
         batch_idx: int,
     ) -> None:
         now = time.monotonic()
-        last = batch_idx + 1 >= self.total_train_batches
+        last = trainer.is_last_batch  # (batch_idx is a fused group's first index)
         if now < self._next_update and not last:
             return
         self._next_update = now + self.update_interval_s

@@ -13,12 +13,17 @@ whose ``set_epoch`` forwards here, and ``batch_sampler = None`` for Lightning's 
 checkpoints and restores it, so a resume from a mid-epoch checkpoint continues at the next batch.
 With ``binarize`` each training batch is re-drawn as Bernoulli(pixel) on the data's device from
 ``(seed, epoch, batch, rank)`` (dynamically binarised MNIST), so a resume redraws it exactly.
+
+Fused steps (``runtime.steps_per_call``): while ``group_size`` is set, each item the loader
+yields is the next ``group_size()`` batches together, as a :class:`BatchGroup` (a single batch
+stays a plain tuple), so one Lightning step can run several optimiser steps
+(:mod:`aelightning.runtime.fused_steps`). ``len()`` and ``state_dict`` still count batches.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -38,6 +43,10 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     ``seed=0`` shifted by one epoch.
     """
     return seeded_generator(seed, epoch)
+
+
+class BatchGroup(list):
+    """Consecutive batches yielded as one item, for one fused Lightning step."""
 
 
 class InMemoryBatchLoader:
@@ -89,6 +98,8 @@ class InMemoryBatchLoader:
         self.epoch = 0
         self._batches_done = 0  # batches of the current epoch yielded so far (for state_dict)
         self._resume_at = 0  # set by load_state_dict: where the next iteration starts
+        #: when set, how many batches the next item holds (fused steps; see the module doc)
+        self.group_size: Callable[[], int] | None = None
         # Lightning's hooks look these two up; see the module docstring.
         self.sampler = _EpochSampler(self)
         self.batch_sampler = None
@@ -148,13 +159,26 @@ class InMemoryBatchLoader:
         start, self._resume_at = min(self._resume_at, len(self)), 0
         self._batches_done = start
         order = self.epoch_indices()
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            self._batches_done = b + 1
-            images = self.images[idx]
-            if self.binarize:
-                images = bernoulli_images(images, self.batch_generator(b))
-            yield images, self.labels[idx]
+        b, end = start, len(self)
+        while b < end:
+            size = 1 if self.group_size is None else max(1, min(self.group_size(), end - b))
+            if size == 1:
+                b += 1
+                self._batches_done = b
+                yield self._batch(order, b - 1)
+                continue
+            group = BatchGroup(self._batch(order, i) for i in range(b, b + size))
+            b += size
+            self._batches_done = b
+            yield group
+
+    def _batch(self, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``b`` of the epoch whose order is ``order``."""
+        idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+        images = self.images[idx]
+        if self.binarize:
+            images = bernoulli_images(images, self.batch_generator(b))
+        return images, self.labels[idx]
 
     def batch_generator(self, batch: int) -> torch.Generator:
         """The generator of batch ``batch``'s binarisation in the current epoch, on ``device``."""
@@ -190,6 +214,7 @@ class InMemoryBatchLoader:
             binarize=self.binarize,
         )
         other.epoch = self.epoch
+        other.group_size = self.group_size
         other._batches_done, other._resume_at = self._batches_done, self._resume_at
         return other
 

@@ -101,7 +101,8 @@ class AdversarialAutoencoder(AutoencoderModule):
         }
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+    def optimization_step(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        """The three phases on one batch, each with its optimiser, then the LR schedules."""
         opt_ae, opt_d, opt_g = self.optimizers()
         x = batch[0]
         x_in = self.noise(x)
@@ -123,13 +124,7 @@ class AdversarialAutoencoder(AutoencoderModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             if scheduler is not None:
                 scheduler.step()
-        terms = {
-            "loss": recon,
-            "recon": recon,
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-        }
-        self.log_train_terms(terms, x.shape[0])
+        return {"loss": recon, "recon": recon, "d_loss": d_loss, "g_loss": g_loss}
 
     def _optimize(self, optimizer: Any, loss: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -23,12 +23,18 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
+from aelightning.data.loader import BatchGroup
 from aelightning.errors import ConfigError, check
 from aelightning.evaluation.metrics import per_image_mse, psnr
 from aelightning.models.noise import Noise, NoNoise
 from aelightning.nets.base import AutoencoderNet
+from aelightning.runtime.fused_steps import FusedSteps
 from aelightning.runtime.lightning_compat import (
     BLOCKING_DEVICE_TYPES,
+    add_to_mean,
+    advance_to_next_batch,
+    call_batch_start_hooks,
+    carry_optimizer_steps,
     loggers_write_this_step,
     trainer_of,
 )
@@ -151,6 +157,9 @@ class AutoencoderModule(L.LightningModule):
         #: sync per step); in the state dict, so a mid-epoch checkpoint carries it over
         self.train_loss_epoch = MeanMetric(nan_strategy="disable")  # the guard handles NaN
         self.train_loss_epoch.persistent(True)
+        #: set by ``configure_runtime`` when ``runtime.steps_per_call`` fuses optimiser steps
+        #: (the module then optimises manually, :meth:`optimization_step` per batch)
+        self.fused_steps: FusedSteps | None = None
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tensor:
@@ -200,7 +209,12 @@ class AutoencoderModule(L.LightningModule):
         """A tuple or list of tensors (what every datamodule here yields) moves tensor by
         tensor; a tensor already on ``device`` (data resident on the GPU, or any CPU run) is
         returned as it is, no copy. Lightning's generic walk over the collection does the same
-        in ~100 Python calls per step; any other batch still takes it."""
+        in ~100 Python calls per step; any other batch still takes it. A group of batches
+        (fused steps) moves batch by batch."""
+        if type(batch) is BatchGroup:
+            return BatchGroup(
+                self.transfer_batch_to_device(b, device, dataloader_idx) for b in batch
+            )
         if type(batch) in (tuple, list) and all(type(t) is Tensor for t in batch):
             non_blocking = device.type not in BLOCKING_DEVICE_TYPES  # as Lightning's
             return type(batch)(t.to(device, non_blocking=non_blocking) for t in batch)
@@ -208,15 +222,64 @@ class AutoencoderModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Images travel as uint8 (4x less to move); convert to [0, 1] floats on device."""
+        if type(batch) is BatchGroup:
+            return BatchGroup(self.on_after_batch_transfer(b, dataloader_idx) for b in batch)
         images, *rest = batch
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
         return (images, *rest)
 
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        if not self.automatic_optimization:
+            self.run_optimization_steps(batch, batch_idx)
+            return None
         out = self.model_step(batch)
         self.log_train_terms(out.terms, batch[0].shape[0])
         return out.loss
+
+    # ------------------------------------------------------- manual optimisation
+    def run_optimization_steps(self, batch: Any, batch_idx: int) -> None:
+        """Manual optimisation: one :meth:`optimization_step` per batch of ``batch`` (a
+        :class:`BatchGroup` under ``runtime.steps_per_call``, else one batch).
+
+        Between two steps the loop's counters move as Lightning's loop moves them, and the
+        group's last step gets the ``on_train_batch_start`` hooks with its own batch and index
+        (the planner ends every group at a step where a callback or logger acts), so every
+        count and every logged step is the one-step-per-call run's
+        (:mod:`aelightning.runtime.fused_steps`)."""
+        batches = batch if type(batch) is BatchGroup else (batch,)
+        trainer = trainer_of(self)
+        fused = self.fused_steps
+        if fused is not None:
+            fused.group_started()
+        last = len(batches) - 1
+        for i, one in enumerate(batches):
+            if i:
+                advance_to_next_batch(trainer)
+                if i == last:
+                    call_batch_start_hooks(trainer, one, batch_idx + i)
+            terms = self.optimization_step(one)
+            self.log_train_terms(terms, one[0].shape[0])
+        if fused is not None:
+            fused.group_finished(len(batches))
+
+    def optimization_step(self, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        """One full optimiser step on ``batch`` (what Lightning's automatic optimisation does:
+        zero the gradients, forward, backward, clip, step, step the per-step LR schedulers);
+        returns the loss terms. Objectives with several optimisers override it (the AAE)."""
+        optimizer = self.optimizers()
+        out = self.model_step(batch)
+        optimizer.zero_grad()
+        self.manual_backward(out.loss)
+        clip = self.fused_steps.clip if self.fused_steps is not None else None
+        if clip is not None:
+            self.configure_gradient_clipping(optimizer, clip[0], clip[1])
+        optimizer.step()
+        batch_idx = self.trainer.fit_loop.epoch_loop.batch_idx
+        for config in self.trainer.lr_scheduler_configs:  # only per-step ones (fused_steps)
+            if (batch_idx + 1) % config.frequency == 0:
+                self.lr_scheduler_step(config.scheduler, None)
+        return out.terms
 
     def log_train_terms(self, terms: dict[str, Tensor], batch_size: int) -> None:
         """``train/<term>`` at the steps the logger writes (and the epoch's last), and the epoch
@@ -232,7 +295,7 @@ class AutoencoderModule(L.LightningModule):
         self.last_train_terms = detached
         # one value per sample (a view): the mean is over samples, a short last batch weighs
         # less. Not ``weight=``: torchmetrics 1.9 drops weights under nan_strategy="disable"
-        self.train_loss_epoch.update(detached["loss"].float().expand(batch_size))
+        add_to_mean(self.train_loss_epoch, detached["loss"].float().expand(batch_size))
         if self.logger_will_write():
             self.log_dict(
                 {f"train/{k}": v for k, v in detached.items()},
@@ -247,6 +310,14 @@ class AutoencoderModule(L.LightningModule):
         or it is the epoch's last batch (the run summary shows the latest values)."""
         trainer = trainer_of(self)
         return trainer is None or loggers_write_this_step(trainer) or trainer.is_last_batch
+
+    def on_train_start(self) -> None:
+        if self.fused_steps is not None:
+            self.fused_steps.attach(self.trainer)
+
+    def on_train_end(self) -> None:
+        if self.fused_steps is not None:
+            self.fused_steps.detach()
 
     def on_train_epoch_start(self) -> None:
         # not called for an epoch resumed in the middle: the checkpoint restored its state
@@ -326,6 +397,8 @@ class AutoencoderModule(L.LightningModule):
         checkpoint["aelightning_input_shape"] = list(self.net.input_shape)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint of the other optimisation mode (steps_per_call 1 <-> K): same global_step
+        carry_optimizer_steps(checkpoint, manual=not self.automatic_optimization)
         # checkpoints of earlier versions kept the epoch's loss sum and count under their own key
         legacy = checkpoint.get("aelightning_epoch_loss")
         state = checkpoint.get("state_dict", {})

@@ -106,6 +106,84 @@ def fused_optimizer_devices() -> tuple[str, ...]:
     return tuple(_get_fused_kernels_supported_devices())
 
 
+# --------------------------------------------------------------------------- fused steps
+# Several optimiser steps in one Lightning step (aelightning.runtime.fused_steps): between two
+# of them the loop's counters move as Lightning's own loop would move them between two steps.
+#: a checkpoint's fit-loop keys holding the optimiser step counts of each optimisation mode
+_AUTOMATIC_STEPS = "epoch_loop.automatic_optimization.optim_progress"
+_MANUAL_STEPS = "epoch_loop.manual_optimization.optim_step_progress"
+
+
+def batches_that_stepped(trainer: pl.Trainer) -> int:
+    """The step axis the loggers write (``log_every_n_steps`` counts it): batches that
+    stepped the optimiser so far in the fit."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def advance_to_next_batch(trainer: pl.Trainer) -> None:
+    """Move the fit loop's counters from one batch to the next, as its ``advance`` does
+    between two batches: the previous batch processed and completed (and stepped, for the
+    loggers), the next one fetched, ready and started, ``is_last_batch`` recomputed. Only
+    valid inside a training step of a fit without gradient accumulation."""
+    loop = trainer.fit_loop.epoch_loop
+    progress = loop.batch_progress
+    progress.increment_processed()
+    progress.increment_completed()
+    loop._batches_that_stepped += 1
+    fetcher = trainer.fit_loop._data_fetcher
+    fetcher.fetched += 1
+    if fetcher.length is not None:
+        fetcher.done = fetcher.fetched >= fetcher.length
+    progress.is_last_batch = fetcher.done
+    progress.increment_ready()
+    progress.increment_started()
+
+
+def call_batch_start_hooks(trainer: pl.Trainer, batch: Any, batch_idx: int) -> None:
+    """The callbacks' and the module's ``on_train_batch_start``, as the loop calls them before
+    a training step (through the lean versions while :func:`lean_hooks` is active)."""
+    call._call_callback_hooks(trainer, "on_train_batch_start", batch, batch_idx)
+    call._call_lightning_module_hook(trainer, "on_train_batch_start", batch, batch_idx)
+
+
+def checkpoint_every_n_train_steps(callback: Callback) -> int:
+    """A ``ModelCheckpoint``'s ``every_n_train_steps`` (0: none); 0 for other callbacks."""
+    if isinstance(callback, pl.callbacks.ModelCheckpoint):
+        return int(callback._every_n_train_steps or 0)
+    return 0
+
+
+def carry_optimizer_steps(checkpoint: dict[str, Any], manual: bool) -> bool:
+    """Make a checkpoint written in the other optimisation mode give the same
+    ``global_step`` in this one: Lightning counts automatic and manual optimiser steps in
+    separate progress records and reads only the current mode's. True when it copied."""
+    loop = checkpoint.get("loops", {}).get("fit_loop")
+    if not loop or _AUTOMATIC_STEPS not in loop or _MANUAL_STEPS not in loop:
+        return False
+    automatic = loop[_AUTOMATIC_STEPS]["optimizer"]["step"]
+    source, target = (
+        (automatic, loop[_MANUAL_STEPS]) if manual else (loop[_MANUAL_STEPS], automatic)
+    )
+    if target["total"]["completed"] or not source["total"]["completed"]:
+        return False
+    for key in ("total", "current"):
+        target[key] = dict(source[key])
+    return True
+
+
+def add_to_mean(metric: Any, values: Any) -> None:
+    """``metric.update(values)`` for a torchmetrics ``MeanMetric`` with
+    ``nan_strategy="disable"`` and float32 ``values``: the same tensor operations on its
+    states, in the same order (the same bits), without the ~100 microseconds of Python its
+    update wrapper and input checks cost per call (a training step of a small MLP is ~2 ms)."""
+    _set_plain(metric, "_computed", None)  # plain attributes: no nn.Module registry checks
+    _set_plain(metric, "_update_count", metric._update_count + 1)
+    # MeanMetric adds ``(values * ones).sum()`` and ``ones.sum()``: ``x * 1.0`` is ``x``
+    # exactly and the count of ones is an exact float, so the same bits with fewer operations
+    metric.mean_value.add_(values.sum())  # what ``+=`` does, without the setattr
+    metric.weight.add_(float(values.numel()))
+
+
 # ------------------------------------------------------------------------ lean hook calls
 #: Lightning's own functions, and the parameters the replacements mirror
 STOCK: dict[str, Callable[..., Any]] = {

@@ -9,8 +9,10 @@ Two levels, both applied by :func:`configure_runtime` right before fitting:
   key (no ``_orig_mod.`` prefix), so checkpoints load either way.
 
 None of them changes what is computed, only how fast (TF32 rounds differently in the last
-bits). Two speed switches live where their library reads them: the cuDNN autotuner is
-Lightning's ``trainer.benchmark``, the fused optimiser step torch's ``model.optimizer.fused``.
+bits); nor does ``steps_per_call`` (several optimiser steps per Lightning step,
+:mod:`aelightning.runtime.fused_steps`), applied to the module and trainer here. Two speed
+switches live where their library reads them: the cuDNN autotuner is Lightning's
+``trainer.benchmark``, the fused optimiser step torch's ``model.optimizer.fused``.
 
 :class:`RuntimeConfig` is the block's schema (an OmegaConf structured config): a wrong key or
 type is one sentence naming it, before any work starts.
@@ -33,6 +35,7 @@ from torch import nn
 from aelightning.config import setting, validated
 from aelightning.errors import ConfigError
 from aelightning.runtime.cpus import auto_cpu_threads, parallel_jobs
+from aelightning.runtime.fused_steps import fused_steps_for
 from aelightning.runtime.lightning_compat import fused_optimizer_devices
 
 log = logging.getLogger("aelightning")
@@ -75,6 +78,11 @@ class RuntimeConfig:
     lean_hooks: bool = True
     compile_mode: CompileMode = CompileMode["default"]  # type: ignore[valid-type]
     compile_backend: str = setting("inductor", "a torch.compile backend, e.g. inductor", bool)
+    steps_per_call: Union[int, str] = setting(  # noqa: UP007
+        "auto",
+        "auto or an integer >= 1 (optimiser steps per Lightning step)",
+        lambda v: v == "auto" or (type(v) is int and v >= 1),
+    )
 
 
 @dataclass
@@ -101,6 +109,7 @@ class RuntimeSettings:
     compile: bool = False
     compile_mode: str = "default"
     compile_backend: str = "inductor"
+    steps_per_call: int | None = None
 
     @classmethod
     def from_config(
@@ -124,6 +133,7 @@ class RuntimeSettings:
             compile=speed.compile,
             compile_mode=checked.compile_mode.value,
             compile_backend=checked.compile_backend,
+            steps_per_call=_auto(checked.steps_per_call),
         )
 
 
@@ -272,5 +282,9 @@ def configure_runtime(cfg: Mapping[str, Any], module: nn.Module, trainer: Any) -
     device_type = trainer.strategy.root_device.type
     applied = configure_process(settings, device_type, jobs=parallel_jobs())
     applied.update(configure_model(module, settings, device_type))
+    fused = fused_steps_for(module, trainer, settings.steps_per_call)
+    if fused is not None:
+        module.fused_steps = fused
+        applied["steps_per_call"] = settings.steps_per_call or "auto"
     log.info("Runtime: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
     return applied
