@@ -59,6 +59,28 @@ def _fmt(x: float | None, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _speed_cells(case: dict[str, Any]) -> str:
+    """The cells both tables share: samples/s of (a), (a1), (b), (c) and the ratios."""
+    m = case["median_samples_per_s"]
+    return (
+        f"{_fmt(m['framework'])} | {_fmt(m.get('framework_k1'))} | {_fmt(m['seeds'])} "
+        f"| {_fmt(m['limit'])} | {_fmt(case['a/b'], 2)} | {_fmt(case['a/c'], 2)} "
+        f"| {_fmt(case.get('a1/c'), 2)}"
+    )
+
+
+def _target_lines(targets: list[dict[str, Any]], missed: str, by_cpu: bool = False) -> list[str]:
+    """``- case ratio ≥ minimum: value (met | <missed> | not measured)``, one per target."""
+    lines = []
+    for t in targets:
+        status = {True: "met", False: missed, None: "not measured"}[t["met"]]
+        cpu = f"; by CPU time {_fmt(t['value_cpu'], 2)}" if by_cpu and t.get("value_cpu") else ""
+        lines.append(
+            f"- {t['case']} {t['ratio']} ≥ {t['minimum']}: {_fmt(t['value'], 2)} ({status}{cpu})"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     env, plan = result["environment"], result["plan"]
     lines = [
@@ -101,25 +123,17 @@ def markdown(result: dict[str, Any]) -> str:
                 + "|"
             )
             continue
-        m, rss, calls = c["median_samples_per_s"], c["peak_rss_mb"], c.get("calls_per_step", {})
+        rss, calls = c["peak_rss_mb"], c.get("calls_per_step", {})
         lightning = c.get("lightning_calls_per_step", {})
         lines.append(
-            f"| {c['case']} | {c['batch_size']} | {c['samples']:,} | {_fmt(m['framework'])} | "
-            f"{_fmt(m.get('framework_k1'))} | {_fmt(m['seeds'])} | {_fmt(m['limit'])} "
-            f"| {_fmt(c['a/b'], 2)} | {_fmt(c['a/c'], 2)} | {_fmt(c.get('a1/c'), 2)} "
+            f"| {c['case']} | {c['batch_size']} | {c['samples']:,} | {_speed_cells(c)} "
             f"| {_fmt(lightning.get('framework'), 3)} / {_fmt(lightning.get('framework_k1'), 3)} "
             f"| {_fmt(c['a/b_cpu'], 2)} | {_fmt(c['a/c_cpu'], 2)} "
             f"| {' / '.join(_fmt(calls.get(k)) for k in METHODS)} "
             f"| {_fmt(rss['framework'])} / {_fmt(rss['seeds'])} / {_fmt(rss['limit'])} "
             f"| {_fmt(c['fit_s'], 1)} |"
         )
-    lines += ["", "Targets:", ""]
-    for t in result["targets"]:
-        status = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
-        cpu = f"; by CPU time {_fmt(t['value_cpu'], 2)}" if t.get("value_cpu") else ""
-        lines.append(
-            f"- {t['case']} {t['ratio']} ≥ {t['minimum']}: {_fmt(t['value'], 2)} ({status}{cpu})"
-        )
+    lines += ["", "Targets:", "", *_target_lines(result["targets"], "NOT met", by_cpu=True)]
     profiled = [c for c in result["cases"] if c.get("profile")]
     if profiled:
         cols = (
@@ -242,20 +256,14 @@ def readme_block(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in result["cases"]:
-        m, calls = c["median_samples_per_s"], c.get("calls_per_step", {})
+        calls = c.get("calls_per_step", {})
         lines.append(
-            f"| {c['case']} | {c['batch_size']} | {_fmt(m['framework'])} "
-            f"| {_fmt(m.get('framework_k1'))} | {_fmt(m['seeds'])} | {_fmt(m['limit'])} "
-            f"| {_fmt(c['a/b'], 2)} | {_fmt(c['a/c'], 2)} | {_fmt(c.get('a1/c'), 2)} "
+            f"| {c['case']} | {c['batch_size']} | {_speed_cells(c)} "
             f"| {_fmt(c.get('lightning_calls_per_step', {}).get('framework'), 3)} "
             f"| {' / '.join(_fmt(calls.get(k)) for k in ('framework', 'framework_k1', 'limit'))} |"
         )
     lines += ["", "Targets (issues 7, 16, 21):", ""]
-    for t in result["targets"]:
-        status = {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
-        lines.append(
-            f"- {t['case']} {t['ratio']} ≥ {t['minimum']}: {_fmt(t['value'], 2)} ({status})"
-        )
+    lines += _target_lines(result["targets"], "**not met**")
     return "\n".join(lines) + "\n"
 
 

@@ -96,22 +96,16 @@ def train_epochs(
     profile: bool,
     autocast_dtype: torch.dtype | None = None,
     count_calls: bool = False,
-    objective: Objective | None = None,
+    *,
+    objective: Objective,
 ) -> list[dict[str, Any]]:
     """The plain PyTorch loop shared by (b) and (c): forward + loss, zero_grad, backward, step.
 
     Like the seeds it prints nothing per step and reads the loss once per epoch (one sync).
-    ``objective`` is the loss of a batch (default: the seeds' MSE of ``model(x)``, see
-    :func:`objective_for`); ``autocast_dtype`` mirrors the framework's mixed precision in (c);
-    the loss is float32. ``profile`` splits each step into parts; ``count_calls`` adds an
-    (untimed) epoch that counts function calls.
+    ``objective`` is the loss of a batch (:func:`objective_for`); ``autocast_dtype`` mirrors
+    the framework's mixed precision in (c); the loss is float32. ``profile`` splits each step
+    into parts; ``count_calls`` adds an (untimed) epoch that counts function calls.
     """
-    if objective is None:
-        loss_fn = nn.MSELoss()
-
-        def objective(x: Tensor) -> Tensor:
-            return loss_fn(model(x).float(), x.float())
-
     scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
 
     def one_epoch(laps: Laps) -> dict[str, Any]:
@@ -219,7 +213,8 @@ def run_seeds(
             epochs,
             device,
             profile,
-            count_calls=count_calls,
+            None,
+            count_calls,
             objective=objective_for(module),
         )
     return Run.measured("seeds", epochs_out, setup, memory)
@@ -260,7 +255,7 @@ def run_limit(
             profile,
             autocast_dtype,
             count_calls,
-            objective_for(module),
+            objective=objective_for(module),
         )
     return Run.measured("limit", epochs_out, setup, memory)
 
