@@ -44,6 +44,9 @@ class EpochClock(L.Callback):
         self._t_backward = 0.0
         self._t_step = 0.0
         self._device = torch.device("cpu")
+        if profile:  # only then: a hook on the class would cost (a) two calls every step
+            self.on_before_backward = self._before_backward
+            self.on_after_backward = self._after_backward
 
     # -- window ----------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -131,18 +134,16 @@ class EpochClock(L.Callback):
 
         pl_module.model_step = model_step  # type: ignore[method-assign]
 
-    def on_before_backward(
+    def _before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        if self.profile:
-            sync(self._device)
-            self._t_backward = time.perf_counter()
+        sync(self._device)
+        self._t_backward = time.perf_counter()
 
-    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.profile:
-            sync(self._device)
-            self._t_step = time.perf_counter()
-            self._add("backward", self._t_step - self._t_backward)
+    def _after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(self._device)
+        self._t_step = time.perf_counter()
+        self._add("backward", self._t_step - self._t_backward)
 
     def _after_step(self, *args: Any) -> None:
         # Lightning runs training_step and backward as the closure *inside* optimizer.step,

@@ -230,7 +230,7 @@ def run_limit(
     autocast_dtype: torch.dtype | None,
     count_calls: bool = False,
 ) -> Run:
-    """(c): one float tensor on the device, sliced by a per-epoch permutation; the module's
+    """(c): one float tensor on the device, gathered by a per-epoch permutation; the module's
     net, objective (:func:`objective_for`) and optimiser factory after the same runtime
     settings as (a)."""
     with PeakMemory(device) as memory:
@@ -244,7 +244,8 @@ def run_limit(
         def batches() -> Iterator[Tensor]:
             perm = torch.randperm(n, device=device)
             for i in range(0, n, batch_size):
-                yield x_all[perm[i : i + batch_size]]
+                # a row gather (index_select), as the framework's loader does: the fastest
+                yield x_all.index_select(0, perm[i : i + batch_size])
 
         epochs_out = train_epochs(
             model,

@@ -80,6 +80,10 @@ class HookRecorder(L.Callback):
 
     calls: ClassVar[list[tuple[str, str, str | None]]] = []
     dispatch: ClassVar[dict[str, object]] = {}
+    #: whether the strategy's hooks are wrapped too (a wrapped strategy keeps fused steps on
+    #: Lightning's manual_backward / optimizer.step); whether the fit's steps went the lean way
+    wrap_strategy: ClassVar[bool] = True
+    lean_steps: ClassVar[bool] = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         HookRecorder.dispatch[stage] = call._call_callback_hooks
@@ -87,10 +91,10 @@ class HookRecorder(L.Callback):
             return
         HookRecorder.calls = []
         self._module = pl_module
-        for owner, obj, names in (
-            ("module", pl_module, MODULE_HOOKS),
-            ("strategy", trainer.strategy, STRATEGY_HOOKS),
-        ):
+        wrapped = [("module", pl_module, MODULE_HOOKS)]
+        if self.wrap_strategy:
+            wrapped.append(("strategy", trainer.strategy, STRATEGY_HOOKS))
+        for owner, obj, names in wrapped:
             for name in names:
                 object.__setattr__(obj, name, self._recording(owner, name, getattr(obj, name)))
         self.on_validation_epoch_end = functools.partial(self._record, "on_validation_epoch_end")
@@ -106,6 +110,9 @@ class HookRecorder(L.Callback):
 
     def _record(self, name: str, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any):
         HookRecorder.calls.append(("callback", name, pl_module._current_fx_name))
+        fused = getattr(pl_module, "fused_steps", None)
+        if name == "on_after_backward" and fused is not None and fused.lean is not None:
+            HookRecorder.lean_steps = True
 
 
 for _hook in CALLBACK_HOOKS:
@@ -133,7 +140,7 @@ def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).parent / name)
         cfg.callbacks.recorder = {"_target_": f"{__name__}.HookRecorder"}
-    HookRecorder.dispatch = {}
+    HookRecorder.dispatch, HookRecorder.lean_steps = {}, False
     train(cfg)
     state = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     return list(HookRecorder.calls), state["state_dict"]
@@ -153,6 +160,11 @@ def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str
             {("module", "on_before_optimizer_step"), ("callback", "on_train_batch_start")},
         ),
         (
+            "fused-lean",  # the same, the strategy not wrapped: the lean manual step
+            ["runtime.steps_per_call=2"],
+            {("module", "on_before_optimizer_step"), ("callback", "on_before_backward")},
+        ),
+        (
             "manual",  # three optimisers stepped by the module itself
             ["model=aae"],
             {("module", "on_before_optimizer_step"), ("callback", "on_before_optimizer_step")},
@@ -165,9 +177,13 @@ def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str
     ],
 )
 def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(
-    make_cfg, case, overrides, expected
+    make_cfg, case, overrides, expected, monkeypatch
 ):
+    lean_step = case == "fused-lean"
+    monkeypatch.setattr(HookRecorder, "wrap_strategy", not lean_step)
     lean_calls, lean_weights = _fit(make_cfg, f"{case}-lean", *overrides)
+    # fused steps: LeanManualSteps where nothing replaced the strategy's methods
+    assert HookRecorder.lean_steps == lean_step
     # in use for the fit and the test, and Lightning's own functions again afterwards
     assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), compat.call_callback_hooks)
     assert call._call_callback_hooks is compat.STOCK["_call_callback_hooks"]
@@ -175,18 +191,19 @@ def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(
         make_cfg, f"{case}-stock", *overrides, "runtime.lean_hooks=false"
     )
     assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), call._call_callback_hooks)
+    assert not HookRecorder.lean_steps  # Lightning's own hook calls: Lightning's manual step
 
     assert lean_calls == stock_calls
     recorded = {(owner, name) for owner, name, _ in stock_calls}
     # every kind of hook was seen, each under its own name (callbacks and strategy inside)
     expected = expected | {
         ("module", "training_step"),
-        ("strategy", "backward"),
         ("callback", "on_validation_epoch_end"),  # the instance's own hook
         ("module", "validation_step"),
-        ("strategy", "test_step"),
         ("callback", "on_test_batch_end"),
     }
+    if not lean_step:
+        expected |= {("strategy", "backward"), ("strategy", "test_step")}
     assert expected <= recorded
     assert ("callback", "on_train_batch_end", "on_train_batch_end") in stock_calls
     assert ("module", "test_step", "test_step") in stock_calls

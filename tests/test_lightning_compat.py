@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
+import pytest
 import torch
 from hydra.core.utils import JobReturn, JobStatus
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.precision import MixedPrecision
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.tensorboard.summary import hparams
 
 from aelightning.runtime import lightning_compat as compat
+from aelightning.runtime.loop_overhead import NoProfiler
 from tests.conftest import bare_trainer
 
 
@@ -155,8 +158,8 @@ class StepRecorder(TinyModule):
         return super().training_step(batch, batch_idx)
 
 
-def test_advance_to_next_batch_moves_the_counters_as_the_loop_does() -> None:
-    """Between two steps the loop moves its counters by exactly what advance_to_next_batch
+def test_batch_counters_advance_as_the_loop_does() -> None:
+    """Between two steps the loop moves its counters by exactly what BatchCounters.advance
     moves them by: snapshots of a normal fit, one step apart, differ by one application."""
     StepRecorder.rows = []
     TinyModule.seen = []
@@ -169,6 +172,7 @@ def test_advance_to_next_batch_moves_the_counters_as_the_loop_does() -> None:
         def training_step(self, batch, batch_idx):
             if batch_idx == 0:  # the loop's state at step 0, then moved by hand
                 trainer = self.trainer
+                counters = compat.BatchCounters(trainer)
                 replayed = []
                 for _ in range(len(rows)):
                     loop = trainer.fit_loop.epoch_loop
@@ -182,7 +186,7 @@ def test_advance_to_next_batch_moves_the_counters_as_the_loop_does() -> None:
                         )
                     )
                     if len(replayed) < len(rows):
-                        compat.advance_to_next_batch(trainer)
+                        counters.advance()
                 Replay.replayed = replayed
                 trainer.should_stop = True
             return TinyModule.training_step(self, batch, batch_idx)
@@ -247,18 +251,35 @@ def test_carry_optimizer_steps_gives_the_other_mode_the_global_step(tmp_path: Pa
     assert resumed.global_step == 6  # 4 restored + 2 more, not 6 more
 
 
-def test_add_to_mean_is_mean_metric_update_bit_for_bit() -> None:
+def test_add_to_mean_adds_what_mean_metric_update_adds() -> None:
     from torchmetrics import MeanMetric
 
     reference, fast = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
-    generator = torch.Generator().manual_seed(0)
-    for size in (32, 32, 17, 256, 1):
-        loss = torch.rand((), generator=generator) * 10
-        reference.update(loss.expand(size))
-        compat.add_to_mean(fast, loss.expand(size))
+    for values in (torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0.5])):
+        reference.update(values)
+        compat.add_to_mean(fast, values.sum(), values.numel())
     assert torch.equal(reference.mean_value, fast.mean_value)
     assert torch.equal(reference.weight, fast.weight)
-    assert fast.update_count == reference.update_count == 5
-    assert torch.equal(reference.compute(), fast.compute())
-    compat.add_to_mean(fast, torch.tensor(1.0).expand(3))  # compute() is not served stale
-    assert not torch.equal(reference.compute(), fast.compute())
+    assert fast.update_count == reference.update_count == 2
+    assert torch.equal(reference.compute(), fast.compute())  # 7.5 / 4
+    compat.add_to_mean(fast, torch.tensor(3.0), 1)  # compute() is not served stale
+    assert fast.compute().item() == pytest.approx(10.5 / 5)
+
+
+def test_the_lean_manual_step_runs_only_where_it_is_lightnings_own() -> None:
+    def trainer(**kw):
+        kw = {"accelerator": "cpu", "logger": False, "profiler": NoProfiler(), **kw}
+        return L.Trainer(enable_progress_bar=False, enable_model_summary=False, **kw)
+
+    why = compat.why_manual_steps_cannot_be_lean
+    assert "hook calls" in why(trainer())  # outside a fit's lean_hooks block
+    with compat.lean_hooks():
+        assert why(trainer()) is None
+        assert why(trainer(precision="bf16-mixed")) is None
+        assert "profiler" in why(trainer(profiler="simple"))
+        assert why(trainer(precision="16-mixed")) is None  # on a CPU: no loss scaler
+        scaled = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+        assert "precision 16-mixed scales the loss" in why(trainer(plugins=[scaled]))
+        patched = trainer()
+        patched.strategy.backward = lambda *args, **kwargs: None  # e.g. a test's recorder
+        assert why(patched) == "SingleDeviceStrategy.backward is replaced on the instance"

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from aelightning.builders import build_datamodule
+from aelightning.callbacks import nan_guard
 from aelightning.callbacks.resume import collect_rng_state, restore_rng_state
 from aelightning.checkpointing.checkpoint import (
     AtomicCheckpointIO,
@@ -49,11 +50,15 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------ divergence guard
-@pytest.mark.parametrize("check_every", [1, 1000])
-def test_lr_1e4_stops_on_the_guard_and_keeps_a_finite_last_ckpt(make_cfg, capsys, check_every):
+@pytest.mark.parametrize(("check_every", "fold_every"), [(1, 256), (1000, 256), (1000, 2)])
+def test_lr_1e4_stops_on_the_guard_and_keeps_a_finite_last_ckpt(
+    make_cfg, capsys, monkeypatch, check_every, fold_every
+):
     # an unbounded output lets lr=1e4 blow the loss up within a few steps; a save after every
     # step means the newest checkpoint is the one just before the bad step. With
-    # check_every=1000 the per-step check never runs: the save-time check must catch it.
+    # check_every=1000 the per-step check never runs: the save-time check must catch it; with
+    # fold_every=2 the kept losses are folded into the device flag between checks too.
+    monkeypatch.setattr(nan_guard, "FOLD_EVERY", fold_every)
     cfg: DictConfig = make_cfg(
         "model.optimizer.lr=1e4",
         "net.output_activation=none",

@@ -1,13 +1,15 @@
 """Stop a diverging run at once, and never let a non-finite state reach a checkpoint.
 
-Before every backward pass the guard folds ``isfinite(loss)`` into a device-side "first bad
-step" tensor (a few tiny kernels, no host sync). It reads that tensor back on the host only every
-``check_every_n_steps`` steps, at the end of each epoch and before every checkpoint save, so a GPU
-run keeps queueing work ahead instead of waiting for each step. The save-time check also covers
-the weights, which is what keeps ``last.ckpt`` at the last finite state: a save that would write
-non-finite weights raises instead, and the file on disk stays the previous, finite one.
+Before every backward pass the guard keeps the detached loss (no kernel, no host sync); the kept
+losses are folded into a device-side "first bad step" tensor in one go (a few tiny kernels for
+all of them) before each check. The host reads that tensor back only every
+``check_every_n_steps`` steps, at the end of each epoch and before every checkpoint save, so a
+GPU run keeps queueing work ahead instead of waiting for each step. The save-time check also
+covers the weights, which is what keeps ``last.ckpt`` at the last finite state: a save that
+would write non-finite weights raises instead, and the file on disk stays the previous, finite
+one.
 
-Because the flag is set before the backward pass, any save later in the same step (a batch-end
+Because the loss is kept before the backward pass, any save later in the same step (a batch-end
 checkpoint of any callback) already sees it and is refused.
 """
 
@@ -25,6 +27,8 @@ from torch import Tensor
 from aelightning.errors import AELightningError, check
 
 _NONE = torch.iinfo(torch.int64).max  # "no bad step yet"
+#: kept losses are folded into the flag at the latest after this many (bounded memory)
+FOLD_EVERY = 256
 KEY = "callbacks.divergence_guard.check_every_n_steps"
 
 
@@ -52,23 +56,46 @@ class DivergenceGuard(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: Tensor | None = None  # device int64: first bad batch index, or _NONE
         self._index = 0  # the current batch's index over the whole fit
+        self._losses: list[Tensor] = []  # kept since the last fold, with their batch indices
+        self._indices: list[int] = []
+        self._batches: Any = None
 
     # ------------------------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_bad = None
+        self._losses, self._indices = [], []
+        # the fit's batch counter (restored in place on resume), looked up once
+        self._batches = trainer.fit_loop.epoch_loop.batch_progress.total
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
     ) -> None:
-        """Fold this loss into the device-side flag before it can change any weight; runs for
-        every backward (also manual optimisation, and each step of a fused group), ahead of
-        any batch-end checkpoint."""
+        """Keep this loss for the next check before it can change any weight; runs for every
+        backward (also manual optimisation, and each step of a fused group), ahead of any
+        batch-end checkpoint."""
         # 0-based over the whole fit (resume-aware), the step axis TensorBoard shows
-        self._index = trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1
-        candidate = torch.where(torch.isfinite(loss.detach()).all(), _NONE, self._index)
+        batches = self._batches or trainer.fit_loop.epoch_loop.batch_progress.total
+        self._index = batches.ready - 1
+        value = loss.detach()
+        if value.dim():  # a loss with several elements: non-finite if any of them is
+            value = torch.where(torch.isfinite(value).all(), 0.0, math.nan)
+        self._losses.append(value)
+        self._indices.append(self._index)
+        if len(self._losses) >= FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        """The kept losses into the device-side flag: a few kernels for all of them, no sync."""
+        if not self._losses:
+            return
+        losses = torch.stack(self._losses)
+        # from pageable memory: copied at once, without waiting for the device
+        indices = torch.tensor(self._indices).to(losses.device, non_blocking=True)
+        candidate = torch.where(torch.isfinite(losses), _NONE, indices).min()
         self._first_bad = (
             candidate if self._first_bad is None else torch.minimum(self._first_bad, candidate)
         )
+        self._losses, self._indices = [], []
 
     def on_train_batch_end(
         self,
@@ -102,6 +129,7 @@ class DivergenceGuard(L.Callback):
     # ------------------------------------------------------------------------------- check
     def raise_if_diverged(self, trainer: L.Trainer) -> None:
         """One host sync: raise :class:`DivergenceError` if any step so far was non-finite."""
+        self._fold()
         if self._first_bad is None:
             return
         first = self._first_bad

@@ -2,8 +2,9 @@
 
 A torch ``DataLoader`` calls ``__getitem__`` once per sample and collates in Python; for data that
 already sits in one uint8 tensor that is pure overhead. Here a batch is one gather,
-``images[idx]``, with ``idx`` on the same device as the data, so a dataset resident on a GPU never
-travels through the host.
+``images.index_select(0, idx)`` (a row copy each: on a CPU ~15x faster than ``images[idx]``'s
+general indexing kernel for a batch of 256 MNIST images), with ``idx`` on the same device as the
+data, so a dataset resident on a GPU never travels through the host.
 
 The order of an epoch depends only on ``(seed, epoch)``: a resumed or re-run job sees the same
 batches. Lightning's loops call ``set_epoch`` on ``loader.sampler`` at the start of every epoch
@@ -167,7 +168,7 @@ class InMemoryBatchLoader:
                 self._batches_done = b
                 yield self._batch(order, b - 1)
                 continue
-            group = BatchGroup(self._batch(order, i) for i in range(b, b + size))
+            group = self._group(order, b, size)
             b += size
             self._batches_done = b
             yield group
@@ -175,10 +176,23 @@ class InMemoryBatchLoader:
     def _batch(self, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``b`` of the epoch whose order is ``order``."""
         idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-        images = self.images[idx]
+        images = self.images.index_select(0, idx)
         if self.binarize:
             images = bernoulli_images(images, self.batch_generator(b))
-        return images, self.labels[idx]
+        return images, self.labels.index_select(0, idx)
+
+    def _group(self, order: torch.Tensor, b: int, size: int) -> BatchGroup:
+        """Batches ``b .. b + size - 1`` as views of one gather (a few operations for the
+        group instead of a few per batch); the same values as ``_batch`` for each."""
+        bs = self.batch_size
+        idx = order[b * bs : (b + size) * bs]
+        images = self.images.index_select(0, idx).split(bs)
+        labels = self.labels.index_select(0, idx).split(bs)
+        if self.binarize:
+            images = tuple(
+                bernoulli_images(x, self.batch_generator(b + i)) for i, x in enumerate(images)
+            )
+        return BatchGroup(zip(images, labels, strict=True))
 
     def batch_generator(self, batch: int) -> torch.Generator:
         """The generator of batch ``batch``'s binarisation in the current epoch, on ``device``."""

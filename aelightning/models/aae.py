@@ -128,8 +128,8 @@ class AdversarialAutoencoder(AutoencoderModule):
 
     def _optimize(self, optimizer: Any, loss: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
+        self.backward_manually(loss)
+        self.step_manually(optimizer)
 
     def configure_optimizers(self) -> Any:
         optimizers = [

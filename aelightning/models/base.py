@@ -7,6 +7,7 @@ code is produced, e.g. a VAE's reparameterised sample) and :meth:`AutoencoderMod
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import warnings
@@ -21,18 +22,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MeanMetric
 
 from aelightning.data.loader import BatchGroup
 from aelightning.errors import ConfigError, check
 from aelightning.evaluation.metrics import per_image_mse, psnr
+from aelightning.models.epoch_loss import EpochLoss
 from aelightning.models.noise import Noise, NoNoise
 from aelightning.nets.base import AutoencoderNet
 from aelightning.runtime.fused_steps import FusedSteps
 from aelightning.runtime.lightning_compat import (
     BLOCKING_DEVICE_TYPES,
-    add_to_mean,
-    advance_to_next_batch,
+    BatchCounters,
     call_batch_start_hooks,
     carry_optimizer_steps,
     loggers_write_this_step,
@@ -48,6 +48,17 @@ warnings.filterwarnings(
     message="You have overridden `(on_after_batch_transfer|transfer_batch_to_device)` in "
     "`LightningModule`",
 )
+
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def full_precision(device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """A block outside mixed precision: autocast off where it is on (entering and leaving
+    autocast costs a few microseconds a step, for nothing where it is off)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return _NO_CONTEXT
+
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler | None]
@@ -155,8 +166,7 @@ class AutoencoderModule(L.LightningModule):
         self.last_train_terms: dict[str, Tensor] = {}
         #: this epoch's mean training loss over samples, accumulated on the device (no host
         #: sync per step); in the state dict, so a mid-epoch checkpoint carries it over
-        self.train_loss_epoch = MeanMetric(nan_strategy="disable")  # the guard handles NaN
-        self.train_loss_epoch.persistent(True)
+        self.train_loss_epoch = EpochLoss()
         #: set by ``configure_runtime`` when ``runtime.steps_per_call`` fuses optimiser steps
         #: (the module then optimises manually, :meth:`optimization_step` per batch)
         self.fused_steps: FusedSteps | None = None
@@ -183,7 +193,7 @@ class AutoencoderModule(L.LightningModule):
         """
         # one fused reduction (no per-pixel tensor to write, read back and differentiate)
         reduction = "sum" if per_image else "mean"
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with full_precision(x.device.type):
             x_hat, x = x_hat.float(), x.float()
             if self.recon_loss == "bce":
                 loss = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction=reduction)
@@ -252,14 +262,15 @@ class AutoencoderModule(L.LightningModule):
         fused = self.fused_steps
         if fused is not None:
             fused.group_started()
-        last = len(batches) - 1
-        for i, one in enumerate(batches):
-            if i:
-                advance_to_next_batch(trainer)
-                if i == last:
-                    call_batch_start_hooks(trainer, one, batch_idx + i)
-            terms = self.optimization_step(one)
-            self.log_train_terms(terms, one[0].shape[0])
+        *before, last = batches
+        if before:
+            # the steps no logger writes at and no callback looks at (per-step Python adds up)
+            counters, epoch_loss = BatchCounters(trainer), self.train_loss_epoch
+            for one in before:
+                epoch_loss.add(self.optimization_step(one)["loss"].detach(), one[0].shape[0])
+                counters.advance()
+            call_batch_start_hooks(trainer, last, batch_idx + len(before))
+        self.log_train_terms(self.optimization_step(last), last[0].shape[0])
         if fused is not None:
             fused.group_finished(len(batches))
 
@@ -267,35 +278,67 @@ class AutoencoderModule(L.LightningModule):
         """One full optimiser step on ``batch`` (what Lightning's automatic optimisation does:
         zero the gradients, forward, backward, clip, step, step the per-step LR schedulers);
         returns the loss terms. Objectives with several optimisers override it (the AAE)."""
-        optimizer = self.optimizers()
+        fused = self.fused_steps
+        if fused is None or fused.optimizer is None:  # not planned by fused steps
+            optimizer, clip, schedule = self.optimizers(), None, True
+        else:
+            optimizer, clip, schedule = fused.optimizer, fused.clip, bool(fused.schedulers)
         out = self.model_step(batch)
         optimizer.zero_grad()
-        self.manual_backward(out.loss)
-        clip = self.fused_steps.clip if self.fused_steps is not None else None
+        self.backward_manually(out.loss)
         if clip is not None:
             self.configure_gradient_clipping(optimizer, clip[0], clip[1])
-        optimizer.step()
-        batch_idx = self.trainer.fit_loop.epoch_loop.batch_idx
-        for config in self.trainer.lr_scheduler_configs:  # only per-step ones (fused_steps)
-            if (batch_idx + 1) % config.frequency == 0:
-                self.lr_scheduler_step(config.scheduler, None)
+        self.step_manually(optimizer)
+        if schedule:
+            self.step_schedulers()
         return out.terms
+
+    def step_schedulers(self) -> None:
+        """Step the LR schedulers due after this optimiser step (manual optimisation; only
+        per-step ones, :mod:`aelightning.runtime.fused_steps`)."""
+        fused = self.fused_steps
+        if fused is not None:
+            schedulers = fused.schedulers
+        else:
+            schedulers = [(c.scheduler, c.frequency) for c in self.trainer.lr_scheduler_configs]
+        if not schedulers:
+            return
+        batch_idx = self.trainer.fit_loop.epoch_loop.batch_idx
+        for scheduler, frequency in schedulers:
+            if (batch_idx + 1) % frequency == 0:
+                self.lr_scheduler_step(scheduler, None)
+
+    def backward_manually(self, loss: Tensor) -> None:
+        """``self.manual_backward(loss)``, the lean way inside fused steps where it is the same
+        (:class:`~aelightning.runtime.lightning_compat.LeanManualSteps`)."""
+        lean = self.fused_steps.lean if self.fused_steps is not None else None
+        if lean is None:
+            self.manual_backward(loss)
+        else:
+            lean.backward(loss)
+
+    def step_manually(self, optimizer: Any) -> None:
+        """``optimizer.step()`` of a manual step, the lean way where it is the same."""
+        lean = self.fused_steps.lean if self.fused_steps is not None else None
+        if lean is None:
+            optimizer.step()
+        else:
+            lean.step(optimizer)
 
     def log_train_terms(self, terms: dict[str, Tensor], batch_size: int) -> None:
         """``train/<term>`` at the steps the logger writes (and the epoch's last), and the epoch
-        mean of the total as ``train/loss_epoch`` (a ``MeanMetric``).
+        mean of the total as ``train/loss_epoch`` (an :class:`EpochLoss`).
 
         ``self.log`` costs a few hundred microseconds of Python per call, a third of the seeds'
         MLP step at batch 32 (measured), and Lightning drops step values between its
         ``log_every_n_steps`` writes anyway. So step values are logged only when they will be
-        written, and the epoch mean is a ``MeanMetric`` on the device (no host sync), logged once
-        per epoch. ``last_train_terms`` keeps every step's terms for callbacks.
+        written, and the epoch mean is kept on the device (no host sync) and logged once per
+        epoch. ``last_train_terms`` keeps the latest Lightning step's terms for callbacks
+        (under fused steps the group's last: the steps before it reach no callback).
         """
         detached = {k: v.detach() for k, v in terms.items()}
         self.last_train_terms = detached
-        # one value per sample (a view): the mean is over samples, a short last batch weighs
-        # less. Not ``weight=``: torchmetrics 1.9 drops weights under nan_strategy="disable"
-        add_to_mean(self.train_loss_epoch, detached["loss"].float().expand(batch_size))
+        self.train_loss_epoch.add(detached["loss"], batch_size)
         if self.logger_will_write():
             self.log_dict(
                 {f"train/{k}": v for k, v in detached.items()},
@@ -324,6 +367,7 @@ class AutoencoderModule(L.LightningModule):
         self.train_loss_epoch.reset()
 
     def on_train_epoch_end(self) -> None:
+        self.train_loss_epoch.settle()
         if self.train_loss_epoch.weight > 0:  # compute() sums over the processes of a DDP run
             mean = self.train_loss_epoch.compute()
             self.log("train/loss_epoch", mean, on_epoch=True, prog_bar=True)

@@ -11,7 +11,7 @@ What stays exactly as with K=1 (tested in ``tests/test_fused_steps.py``):
 
 - **the weights**: the same operations on the same batches in the same order (CPU, fixed seed);
 - **every count**: between two fused steps the loop's counters move as Lightning's loop moves
-  them (:func:`~aelightning.runtime.lightning_compat.advance_to_next_batch`), so
+  them (:class:`~aelightning.runtime.lightning_compat.BatchCounters`), so
   ``trainer.global_step``, the batch index, the progress bar and the loggers' step axis count
   optimiser steps, and ``max_steps`` is never overshot;
 - **every step where the per-step machinery acts ends a group** ("trigger" steps: the
@@ -25,6 +25,12 @@ What differs: steps that are no trigger run without the per-batch callback hooks
 saving); a callback's ``on_train_batch_end`` after a group receives the group
 (:class:`BatchGroup`) and the group's first index; Ctrl-C, SIGTERM and the time-based
 ``val_check_interval`` / ``train_time_interval`` act at the end of the group.
+
+Each optimiser step's backward and update go through
+:class:`~aelightning.runtime.lightning_compat.LeanManualSteps` where that is exactly what
+Lightning's ``manual_backward`` / ``optimizer.step`` do (one device, 32-bit or bf16, no
+profiler: :func:`~aelightning.runtime.lightning_compat.why_manual_steps_cannot_be_lean`);
+Lightning's own calls otherwise.
 
 Off (K=1, with a log line) where the guarantees cannot hold: gradient accumulation
 (``trainer.accumulate_grad_batches > 1``: Lightning does not accumulate under manual
@@ -52,8 +58,10 @@ import lightning as L
 
 from aelightning.errors import ConfigError
 from aelightning.runtime.lightning_compat import (
+    LeanManualSteps,
     batches_that_stepped,
     checkpoint_every_n_train_steps,
+    why_manual_steps_cannot_be_lean,
 )
 
 log = logging.getLogger("aelightning")
@@ -61,7 +69,7 @@ log = logging.getLogger("aelightning")
 #: the largest group ``auto`` picks (the groups end at every trigger step anyway)
 MAX_K = 64
 #: Lightning's share of the training time ``auto`` aims for
-SHARE = 0.03
+SHARE = 0.01
 #: group size while ``auto`` measures
 PROBE = 8
 #: Lightning steps ``auto`` ignores at the start (first-call costs), then times
@@ -130,6 +138,13 @@ class FusedSteps:
         self._loader: Any = None
         self._periods = _Periods()
         self._clock = _AutoClock() if steps_per_call is None else None
+        #: each optimiser step's backward and update without Lightning's call chain, where
+        #: that is exactly what the chain does (else None: the module calls Lightning's)
+        self.lean: LeanManualSteps | None = None
+        #: looked up once per fit: the module's optimiser (None when it has several) and its
+        #: LR schedulers with their frequencies (all stepped per optimiser step)
+        self.optimizer: Any = None
+        self.schedulers: list[tuple[Any, int]] = []
 
     # ------------------------------------------------------------------------- lifecycle
     def attach(self, trainer: L.Trainer) -> None:
@@ -139,6 +154,13 @@ class FusedSteps:
         self.k = self.requested or PROBE
         if self.requested is None:
             self._clock = _AutoClock()
+        optimizers = trainer.lightning_module.optimizers()
+        self.optimizer = None if isinstance(optimizers, list) else optimizers
+        self.schedulers = [(c.scheduler, c.frequency) for c in trainer.lr_scheduler_configs]
+        why_not = why_manual_steps_cannot_be_lean(trainer)
+        self.lean = LeanManualSteps(trainer) if why_not is None else None
+        if why_not is not None:
+            log.debug("runtime.steps_per_call: Lightning's manual_backward and step: %s.", why_not)
         if any(c.interval != "step" or c.reduce_on_plateau for c in trainer.lr_scheduler_configs):
             raise ConfigError(
                 "runtime.steps_per_call supports LR schedulers stepped per optimiser step only; "
@@ -157,7 +179,8 @@ class FusedSteps:
     def detach(self) -> None:
         if self._loader is not None:
             self._loader.group_size = None
-        self._loader = self._trainer = None
+        self._loader = self._trainer = self.lean = self.optimizer = None
+        self.schedulers = []
 
     # ---------------------------------------------------------------------------- groups
     def next_group_size(self) -> int:

@@ -9,7 +9,10 @@ Lightning to the series those tests ran on (:data:`TESTED_LIGHTNING`). Two kinds
   own helpers (which devices copy synchronously, which paths are local), a failed Hydra job's
   exception, the devices torch has fused optimiser steps for;
 - **the lean hook calls**: :func:`lean_hooks` swaps Lightning's three hook-calling functions
-  for versions without the work that cannot change anything, for one fit or test.
+  for versions without the work that cannot change anything, for one fit or test;
+- **the lean manual step**: :class:`LeanManualSteps`, ``manual_backward`` and
+  ``LightningOptimizer.step`` for one device in 32-bit or bf16 precision, the same hooks and
+  counts without the strategy / precision-plugin / closure chain (fused optimiser steps).
 
 The lean hook calls: Lightning calls its hooks through three functions in
 ``lightning.pytorch.trainer.call``. Each call formats a debug message, looks
@@ -34,6 +37,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import lightning
@@ -41,6 +45,8 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import _BLOCKING_DEVICE_TYPES
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer import call
 from packaging.version import Version
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
@@ -120,23 +126,32 @@ def batches_that_stepped(trainer: pl.Trainer) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
-def advance_to_next_batch(trainer: pl.Trainer) -> None:
-    """Move the fit loop's counters from one batch to the next, as its ``advance`` does
-    between two batches: the previous batch processed and completed (and stepped, for the
-    loggers), the next one fetched, ready and started, ``is_last_batch`` recomputed. Only
-    valid inside a training step of a fit without gradient accumulation."""
-    loop = trainer.fit_loop.epoch_loop
-    progress = loop.batch_progress
-    progress.increment_processed()
-    progress.increment_completed()
-    loop._batches_that_stepped += 1
-    fetcher = trainer.fit_loop._data_fetcher
-    fetcher.fetched += 1
-    if fetcher.length is not None:
-        fetcher.done = fetcher.fetched >= fetcher.length
-    progress.is_last_batch = fetcher.done
-    progress.increment_ready()
-    progress.increment_started()
+class BatchCounters:
+    """The fit loop's batch counters, looked up once per Lightning step (fused steps)."""
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        fit_loop = trainer.fit_loop
+        self._loop = fit_loop.epoch_loop
+        self._progress = self._loop.batch_progress
+        self._trackers = (self._progress.total, self._progress.current)
+        self._fetcher = fit_loop._data_fetcher
+
+    def advance(self) -> None:
+        """Move the counters from one batch to the next, as the loop's ``advance`` does
+        between two batches: the previous batch processed and completed (and stepped, for the
+        loggers), the next one fetched, ready and started, ``is_last_batch`` recomputed. Only
+        valid inside a training step of a fit without gradient accumulation."""
+        for tracker in self._trackers:  # the four increment_* calls' fields, directly
+            tracker.processed += 1
+            tracker.completed += 1
+            tracker.ready += 1
+            tracker.started += 1
+        self._loop._batches_that_stepped += 1
+        fetcher = self._fetcher
+        fetcher.fetched += 1
+        if fetcher.length is not None:
+            fetcher.done = fetcher.fetched >= fetcher.length
+        self._progress.is_last_batch = fetcher.done
 
 
 def call_batch_start_hooks(trainer: pl.Trainer, batch: Any, batch_idx: int) -> None:
@@ -171,17 +186,123 @@ def carry_optimizer_steps(checkpoint: dict[str, Any], manual: bool) -> bool:
     return True
 
 
-def add_to_mean(metric: Any, values: Any) -> None:
-    """``metric.update(values)`` for a torchmetrics ``MeanMetric`` with
-    ``nan_strategy="disable"`` and float32 ``values``: the same tensor operations on its
-    states, in the same order (the same bits), without the ~100 microseconds of Python its
-    update wrapper and input checks cost per call (a training step of a small MLP is ~2 ms)."""
+def add_to_mean(metric: Any, total: Any, count: int) -> None:
+    """Add ``count`` samples summing to ``total`` to a torchmetrics ``MeanMetric`` (with
+    ``nan_strategy="disable"``): what its ``update`` adds to its states, as two in-place
+    operations, without the ~100 microseconds of Python its update wrapper and input checks cost
+    per call (a training step of a small MLP is ~2 ms)."""
     _set_plain(metric, "_computed", None)  # plain attributes: no nn.Module registry checks
     _set_plain(metric, "_update_count", metric._update_count + 1)
-    # MeanMetric adds ``(values * ones).sum()`` and ``ones.sum()``: ``x * 1.0`` is ``x``
-    # exactly and the count of ones is an exact float, so the same bits with fewer operations
-    metric.mean_value.add_(values.sum())  # what ``+=`` does, without the setattr
-    metric.weight.add_(float(values.numel()))
+    metric.mean_value.add_(total)
+    metric.weight.add_(count)
+
+
+# ---------------------------------------------------------------------- lean manual step
+def why_manual_steps_cannot_be_lean(trainer: pl.Trainer) -> str | None:
+    """None when :class:`LeanManualSteps` does exactly what Lightning's manual step does in
+    ``trainer``, else why not."""
+    if not lean_hooks_installed():
+        return "Lightning's own hook calls are in use (runtime.lean_hooks=false or untested)"
+    if not isinstance(trainer.profiler, NoProfiler):
+        return "a profiler is configured (it times every hook under its Lightning name)"
+    if type(trainer.strategy) is not SingleDeviceStrategy:
+        return f"the {type(trainer.strategy).__name__} reduces gradients in its backward"
+    plugin = trainer.precision_plugin
+    if not (
+        type(plugin) is Precision or (type(plugin) is MixedPrecision and plugin.scaler is None)
+    ):
+        return f"precision {trainer.precision} scales the loss or wraps the optimiser step"
+    for owner in (trainer.strategy, plugin):
+        replaced = sorted(set(vars(owner)) & _MANUAL_STEP_METHODS)
+        if replaced:
+            return f"{type(owner).__name__}.{replaced[0]} is replaced on the instance"
+    return None
+
+
+#: the strategy's and precision plugin's methods a manual step goes through
+_MANUAL_STEP_METHODS = {"pre_backward", "backward", "post_backward", "optimizer_step"}
+
+
+class LeanManualSteps:
+    """``manual_backward`` and ``LightningOptimizer.step`` as Lightning runs them on one device
+    in ``32-true`` / ``bf16-mixed`` (see :func:`why_manual_steps_cannot_be_lean`), called
+    directly: the ``on_before_backward`` hooks, the module's ``backward``, the
+    ``on_after_backward`` hooks; the manual loop's optimiser-step count made ready, the
+    optimiser's step with the ``on_before_optimizer_step`` hooks as its closure (where
+    Lightning's precision plugin calls them), the count completed. Lightning gets there through
+    the strategy, the precision plugin, a wrapped closure and the manual loop's callbacks:
+    ~40 Python calls a step that the seeds' MLP at batch 32 notices. The callbacks that have
+    each hook are looked up once, when the fit starts (the list of callbacks does not change
+    during a fit)."""
+
+    HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        module = trainer.lightning_module
+        self._module = module
+        self._calls = {hook: self._hook_calls(trainer, module, hook) for hook in self.HOOKS}
+        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        self._counts = (progress.total, progress.current)
+        #: the module's own backward, or None for LightningModule's (``loss.backward()``)
+        overridden = type(module).backward is not pl.LightningModule.backward
+        self._backward = module.backward if overridden or "backward" in vars(module) else None
+        self._closures: dict[int, Callable[[], None] | None] = {}
+
+    @staticmethod
+    def _hook_calls(
+        trainer: pl.Trainer, module: pl.LightningModule, hook: str
+    ) -> list[Callable[..., Any]]:
+        calls: list[Callable[..., Any]] = [
+            partial(getattr(cb, hook), trainer, module)
+            for cb in callbacks_with_hook(trainer.callbacks, hook)
+        ]
+        if getattr(type(module), hook) is not getattr(pl.LightningModule, hook) or (
+            hook in module.__dict__
+        ):
+            calls.append(getattr(module, hook))
+        return calls
+
+    def _run(self, hook: str, *args: Any) -> None:
+        calls = self._calls[hook]
+        if not calls:
+            return
+        module = self._module
+        previous = module._current_fx_name
+        _set_plain(module, "_current_fx_name", hook)
+        for fn in calls:
+            fn(*args)
+        _set_plain(module, "_current_fx_name", previous)
+
+    def backward(self, loss: Any) -> None:
+        """What ``module.manual_backward(loss)`` does here."""
+        calls = self._calls
+        if calls["on_before_backward"]:
+            self._run("on_before_backward", loss)
+        if self._backward is None:
+            loss.backward()
+        else:
+            self._backward(loss)
+        if calls["on_after_backward"]:
+            self._run("on_after_backward")
+
+    def step(self, optimizer: Any) -> None:
+        """What ``optimizer.step()`` does here for a ``LightningOptimizer`` (or the raw torch
+        optimizer it wraps) inside a manual training step: the manual loop's optimiser-step
+        count made ready, the step (its closure the ``on_before_optimizer_step`` hooks, where
+        there are any), the count completed."""
+        raw = getattr(optimizer, "optimizer", optimizer)
+        key = id(raw)
+        if key not in self._closures:
+            hooks = self._calls["on_before_optimizer_step"]
+            self._closures[key] = (
+                partial(self._run, "on_before_optimizer_step", raw) if hooks else None
+            )
+        total, current = self._counts
+        total.ready += 1  # the manual loop's increment_ready
+        current.ready += 1
+        raw.step(closure=self._closures[key])
+        total.completed += 1  # and its increment_completed
+        current.completed += 1
 
 
 # ------------------------------------------------------------------------ lean hook calls
@@ -299,6 +420,11 @@ REPLACEMENTS: dict[str, Callable[..., Any]] = {
     "_call_lightning_module_hook": call_lightning_module_hook,
     "_call_strategy_hook": call_strategy_hook,
 }
+
+
+def lean_hooks_installed() -> bool:
+    """Whether Lightning's hook calls go through the lean versions now (:func:`lean_hooks`)."""
+    return all(getattr(call, name) is fn for name, fn in REPLACEMENTS.items())
 
 
 def why_lean_hooks_cannot_run() -> str | None:

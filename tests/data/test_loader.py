@@ -16,7 +16,7 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.data import _is_dataloader_shuffled
 
-from aelightning.data.loader import InMemoryBatchLoader
+from aelightning.data.loader import BatchGroup, InMemoryBatchLoader
 
 N = 103  # not a multiple of the batch size nor of the world sizes
 
@@ -220,3 +220,18 @@ def test_trainer_resumes_mid_epoch_exactly(images, tmp_path: Path, step: int) ->
         ckpt_path=tmp_path / f"step={step}.ckpt",
     )
     assert [i for e in sorted(resumed.seen) for i in resumed.seen[e]] == order[step * 8 :]
+
+
+@pytest.mark.parametrize("kw", [{}, {"drop_last": True}, {"binarize": True}, {"world_size": 2}])
+def test_a_group_holds_the_batches_one_at_a_time_would(images, kw: dict) -> None:
+    """Fused steps: groups of 4 (one gather each) carry the same batches, in the same order,
+    as the loader yields one by one: the short last batch, binarised draws, DDP shards."""
+    singles, grouped = make(images, **kw), make(images, **kw)
+    grouped.group_size = lambda: 4
+    for loader in (singles, grouped):
+        loader.set_epoch(1)
+    expected = list(singles)
+    got = [b for item in grouped for b in (item if isinstance(item, BatchGroup) else [item])]
+    assert len(got) == len(expected) == len(singles)
+    for (x, y), (ex, ey) in zip(got, expected, strict=True):
+        assert torch.equal(x, ex) and torch.equal(y, ey)
