@@ -18,7 +18,6 @@ import torch
 from omegaconf import DictConfig
 
 from aelightning.builders import build_datamodule
-from aelightning.callbacks import nan_guard
 from aelightning.callbacks.resume import collect_rng_state, restore_rng_state
 from aelightning.checkpointing.checkpoint import (
     AtomicCheckpointIO,
@@ -30,6 +29,7 @@ from aelightning.cli.reporting import run_reporting_errors
 from aelightning.cli.train import train
 from aelightning.data.mnist import load_mnist_sample
 from aelightning.errors import CheckpointError
+from aelightning.runtime import step_values
 from tests.conftest import ROOT, TINY, compose_config
 
 
@@ -58,7 +58,7 @@ def test_lr_1e4_stops_on_the_guard_and_keeps_a_finite_last_ckpt(
     # step means the newest checkpoint is the one just before the bad step. With
     # check_every=1000 the per-step check never runs: the save-time check must catch it; with
     # fold_every=2 the kept losses are folded into the device flag between checks too.
-    monkeypatch.setattr(nan_guard, "FOLD_EVERY", fold_every)
+    monkeypatch.setattr(step_values, "LIMIT", fold_every)
     cfg: DictConfig = make_cfg(
         "model.optimizer.lr=1e4",
         "net.output_activation=none",

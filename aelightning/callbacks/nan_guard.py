@@ -1,6 +1,7 @@
 """Stop a diverging run at once, and never let a non-finite state reach a checkpoint.
 
-Before every backward pass the guard keeps the detached loss (no kernel, no host sync); the kept
+Before every backward pass the guard keeps the detached loss
+(:class:`~aelightning.runtime.step_values.StepValues`: no kernel, no host sync); the kept
 losses are folded into a device-side "first bad step" tensor in one go (a few tiny kernels for
 all of them) before each check. The host reads that tensor back only every
 ``check_every_n_steps`` steps, at the end of each epoch and before every checkpoint save, so a
@@ -25,10 +26,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from aelightning.errors import AELightningError, check
+from aelightning.runtime.step_values import StepValues
 
 _NONE = torch.iinfo(torch.int64).max  # "no bad step yet"
-#: kept losses are folded into the flag at the latest after this many (bounded memory)
-FOLD_EVERY = 256
 KEY = "callbacks.divergence_guard.check_every_n_steps"
 
 
@@ -56,14 +56,13 @@ class DivergenceGuard(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: Tensor | None = None  # device int64: first bad batch index, or _NONE
         self._index = 0  # the current batch's index over the whole fit
-        self._losses: list[Tensor] = []  # kept since the last fold, with their batch indices
-        self._indices: list[int] = []
+        self._kept = StepValues()  # losses since the last fold, with their batch indices
         self._batches: Any = None
 
     # ------------------------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_bad = None
-        self._losses, self._indices = [], []
+        self._kept.clear()
         # the fit's batch counter (restored in place on resume), looked up once
         self._batches = trainer.fit_loop.epoch_loop.batch_progress.total
 
@@ -79,23 +78,19 @@ class DivergenceGuard(L.Callback):
         value = loss.detach()
         if value.dim():  # a loss with several elements: non-finite if any of them is
             value = torch.where(torch.isfinite(value).all(), 0.0, math.nan)
-        self._losses.append(value)
-        self._indices.append(self._index)
-        if len(self._losses) >= FOLD_EVERY:
+        if self._kept.add(value, self._index):
             self._fold()
 
     def _fold(self) -> None:
         """The kept losses into the device-side flag: a few kernels for all of them, no sync."""
-        if not self._losses:
+        taken = self._kept.take()
+        if taken is None:
             return
-        losses = torch.stack(self._losses)
-        # from pageable memory: copied at once, without waiting for the device
-        indices = torch.tensor(self._indices).to(losses.device, non_blocking=True)
+        losses, indices, _ = taken
         candidate = torch.where(torch.isfinite(losses), _NONE, indices).min()
         self._first_bad = (
             candidate if self._first_bad is None else torch.minimum(self._first_bad, candidate)
         )
-        self._losses, self._indices = [], []
 
     def on_train_batch_end(
         self,

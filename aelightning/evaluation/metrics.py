@@ -7,7 +7,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional import mean_squared_error
@@ -15,6 +14,8 @@ from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+
+from aelightning.runtime.precision import full_precision
 
 #: the headline numbers of a run, in this order, where it has them: the end-of-run summary,
 #: TensorBoard's HPARAMS tab and a sweep's summary table show these
@@ -40,7 +41,7 @@ def per_image_mse(x_hat: Tensor, x: Tensor) -> Tensor:
 
     torchmetrics' ``mean_squared_error`` with one output per image (pixels along dim 0).
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with full_precision(x.device.type):
         pixels_first = x_hat.float().flatten(1).T, x.float().flatten(1).T
         return mean_squared_error(*pixels_first, num_outputs=len(x)).reshape(len(x))
 
@@ -53,7 +54,7 @@ def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
     MSE (100 dB for ``data_range`` 1) instead of +inf.
     """
     cap = 10.0 * math.log10(data_range**2 / PSNR_MIN_MSE)
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with full_precision(x.device.type):
         values = peak_signal_noise_ratio(
             x_hat.float(),
             x.float(),
@@ -82,7 +83,7 @@ def ssim(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> Tensor:
     ``K1 = 0.01``, ``K2 = 0.03``; colour images average over channels. Computed in float32
     outside autocast.
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with full_precision(x.device.type):
         return structural_similarity_index_measure(
             x_hat.float(), x.float(), data_range=data_range, reduction="none"
         )

@@ -7,7 +7,6 @@ code is produced, e.g. a VAE's reparameterised sample) and :meth:`AutoencoderMod
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import warnings
@@ -38,6 +37,7 @@ from aelightning.runtime.lightning_compat import (
     loggers_write_this_step,
     trainer_of,
 )
+from aelightning.runtime.precision import full_precision
 
 RECON_LOSSES = ("mse", "bce")
 
@@ -48,17 +48,6 @@ warnings.filterwarnings(
     message="You have overridden `(on_after_batch_transfer|transfer_batch_to_device)` in "
     "`LightningModule`",
 )
-
-_NO_CONTEXT = contextlib.nullcontext()
-
-
-def full_precision(device_type: str) -> contextlib.AbstractContextManager[Any]:
-    """A block outside mixed precision: autocast off where it is on (entering and leaving
-    autocast costs a few microseconds a step, for nothing where it is off)."""
-    if torch.is_autocast_enabled(device_type):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return _NO_CONTEXT
-
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., LRScheduler | None]
@@ -279,18 +268,15 @@ class AutoencoderModule(L.LightningModule):
         zero the gradients, forward, backward, clip, step, step the per-step LR schedulers);
         returns the loss terms. Objectives with several optimisers override it (the AAE)."""
         fused = self.fused_steps
-        if fused is None or fused.optimizer is None:  # not planned by fused steps
-            optimizer, clip, schedule = self.optimizers(), None, True
-        else:
-            optimizer, clip, schedule = fused.optimizer, fused.clip, bool(fused.schedulers)
+        optimizer = (fused and fused.optimizer) or self.optimizers()
         out = self.model_step(batch)
         optimizer.zero_grad()
         self.backward_manually(out.loss)
+        clip = fused.clip if fused is not None else None
         if clip is not None:
             self.configure_gradient_clipping(optimizer, clip[0], clip[1])
         self.step_manually(optimizer)
-        if schedule:
-            self.step_schedulers()
+        self.step_schedulers()
         return out.terms
 
     def step_schedulers(self) -> None:
@@ -308,10 +294,15 @@ class AutoencoderModule(L.LightningModule):
             if (batch_idx + 1) % frequency == 0:
                 self.lr_scheduler_step(scheduler, None)
 
+    @property
+    def _lean_steps(self) -> Any:
+        """The fit's :class:`~aelightning.runtime.lightning_compat.LeanManualSteps`, or None
+        where Lightning's own manual step must run."""
+        return self.fused_steps.lean if self.fused_steps is not None else None
+
     def backward_manually(self, loss: Tensor) -> None:
-        """``self.manual_backward(loss)``, the lean way inside fused steps where it is the same
-        (:class:`~aelightning.runtime.lightning_compat.LeanManualSteps`)."""
-        lean = self.fused_steps.lean if self.fused_steps is not None else None
+        """``self.manual_backward(loss)``, the lean way inside fused steps where it is the same."""
+        lean = self._lean_steps
         if lean is None:
             self.manual_backward(loss)
         else:
@@ -319,7 +310,7 @@ class AutoencoderModule(L.LightningModule):
 
     def step_manually(self, optimizer: Any) -> None:
         """``optimizer.step()`` of a manual step, the lean way where it is the same."""
-        lean = self.fused_steps.lean if self.fused_steps is not None else None
+        lean = self._lean_steps
         if lean is None:
             optimizer.step()
         else:

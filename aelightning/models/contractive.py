@@ -12,6 +12,7 @@ from torch import Tensor
 from aelightning.errors import check
 from aelightning.models.base import AutoencoderModule
 from aelightning.nets.base import AutoencoderNet
+from aelightning.runtime.precision import full_precision
 
 METHODS = ("auto", "closed_form", "exact", "projection")
 
@@ -91,7 +92,7 @@ class ContractiveAutoencoder(AutoencoderModule):
     def contraction(self, x_in: Tensor) -> Tensor:
         """``||J_b||_F^2`` per image, by the configured method, outside autocast (in the
         parameters' precision: float32 under mixed precision)."""
-        with torch.autocast(device_type=x_in.device.type, enabled=False):
+        with full_precision(x_in.device.type):
             x_in = x_in.to(next(self.net.parameters()).dtype)
             if self.method in ("auto", "closed_form"):
                 jac = self.net.encoder_jacobian(x_in)

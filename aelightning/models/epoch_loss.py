@@ -3,26 +3,23 @@
 Each step's loss is counted once per sample of its batch (a short last batch weighs less), as
 torchmetrics' ``MeanMetric`` would count ``loss.expand(batch_size)``. Updating a metric costs a
 few tensor operations and some Python per step, measurable at the seeds' MLP's ~2 ms steps, so
-:meth:`EpochLoss.add` only keeps the detached loss; the kept losses are summed into the metric's
-states in one go by :meth:`EpochLoss.settle`, after every :data:`SETTLE_EVERY` of them, before
-the states are read (the module settles before ``compute``; a checkpoint's state dict settles
-itself) and never in between. Those
-points do not depend on how steps are grouped into Lightning steps
-(``runtime.steps_per_call``), so neither do the bits of the mean.
+:meth:`EpochLoss.add` only keeps the detached loss
+(:class:`~aelightning.runtime.step_values.StepValues`); the kept losses are summed into the
+metric's states in one go by :meth:`EpochLoss.settle`, when the kept ones reach the limit and
+before the states are read (the module settles before ``compute``; a checkpoint's state dict
+settles itself), never in between. Those points do not depend on how steps are grouped into
+Lightning steps (``runtime.steps_per_call``), so neither do the bits of the mean.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
 from aelightning.runtime.lightning_compat import add_to_mean
-
-#: kept losses are summed into the states at the latest after this many (bounded memory)
-SETTLE_EVERY = 256
+from aelightning.runtime.step_values import StepValues
 
 
 class EpochLoss(MeanMetric):
@@ -33,28 +30,22 @@ class EpochLoss(MeanMetric):
     def __init__(self) -> None:
         super().__init__(nan_strategy="disable")
         self.persistent(True)
-        self._losses: list[Tensor] = []
-        self._sizes: list[int] = []
+        self._kept = StepValues()
 
     def add(self, loss: Tensor, batch_size: int) -> None:
         """Count ``loss`` (a batch's mean, detached) once per sample of the batch."""
-        self._losses.append(loss)
-        self._sizes.append(batch_size)
-        if len(self._losses) >= SETTLE_EVERY:
+        if self._kept.add(loss, batch_size):
             self.settle()
 
     def settle(self) -> None:
         """Sum the kept losses into the states: ``mean_value += sum(loss * size)``."""
-        if not self._losses:
-            return
-        losses = torch.stack(self._losses).float()
-        # from pageable memory: copied at once, without waiting for the device
-        sizes = torch.tensor(self._sizes, dtype=losses.dtype).to(losses.device, non_blocking=True)
-        add_to_mean(self, (losses * sizes).sum(), sum(self._sizes))
-        self._losses, self._sizes = [], []
+        taken = self._kept.take()
+        if taken is not None:
+            losses, sizes, size_list = taken
+            add_to_mean(self, (losses * sizes.to(losses.dtype)).sum(), sum(size_list))
 
     def reset(self) -> None:
-        self._losses, self._sizes = [], []
+        self._kept.clear()
         super().reset()
 
     def _save_to_state_dict(

@@ -19,6 +19,7 @@ from torch.distributions import Normal, kl_divergence
 from aelightning.errors import check
 from aelightning.models.base import AutoencoderModule
 from aelightning.runtime.lightning_compat import trainer_of
+from aelightning.runtime.precision import full_precision
 
 
 def gaussian_posterior(code: Tensor) -> Normal:
@@ -100,7 +101,7 @@ class VariationalAutoencoder(AutoencoderModule):
         """``log p(x|z)`` of each image in nats (shape ``[B]``, float32) for the decoder's
         output ``x_hat``: Bernoulli for ``bce``; for ``mse`` the Gaussian ``N(x_hat, 1/2)``,
         whose negative log-density is exactly the summed squared error + ``D/2 * log(pi)``."""
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with full_precision(x.device.type):
             x_hat, x = x_hat.float(), x.float()
             if self.recon_loss == "bce":
                 nll = F.binary_cross_entropy(x_hat.clamp(1e-6, 1 - 1e-6), x, reduction="none")

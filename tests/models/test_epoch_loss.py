@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelightning.models import epoch_loss
 from aelightning.models.epoch_loss import EpochLoss
+from aelightning.runtime import step_values
 
 
 def _batches(n: int, seed: int = 0) -> list[tuple[torch.Tensor, int]]:
@@ -28,13 +28,13 @@ def test_the_mean_is_over_samples() -> None:
 
 
 def test_settling_every_n_bounds_the_kept_losses_and_keeps_the_value(monkeypatch) -> None:
-    monkeypatch.setattr(epoch_loss, "SETTLE_EVERY", 4)
+    monkeypatch.setattr(step_values, "LIMIT", 4)
     metric, reference = EpochLoss(), EpochLoss()
     batches = _batches(11)
     for loss, size in batches:
         metric.add(loss, size)
-        assert len(metric._losses) < 4
-    monkeypatch.setattr(epoch_loss, "SETTLE_EVERY", 1000)
+        assert len(metric._kept) < 4
+    monkeypatch.setattr(step_values, "LIMIT", 1000)
     for loss, size in batches:
         reference.add(loss, size)
     metric.settle()
