@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import importlib
+import math
 import re
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, Logger
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from aelightning.errors import ConfigError
@@ -27,8 +30,72 @@ SQLITE = "sqlite:///"
 MLFLOW_REFUSED = re.compile(r"[^\w\-. :/]")
 
 
-class RunCSVLogger(CSVLogger):
-    """Lightning's CSVLogger writing ``<save_dir>/metrics.csv`` (no name/version subfolders).
+#: seconds between two writes of a logger's files during a fit (see :class:`ThrottledSave`)
+FLUSH_EVERY_S = 2.0
+
+
+class ThrottledSave:
+    """A logger whose ``save`` writes its files at most every ``flush_every_s`` seconds.
+
+    Lightning saves every logger after each step it logs: TensorBoard flushes its event file
+    (waiting for its writer thread) and looks for its hparams file, the CSV logger opens
+    ``metrics.csv`` and appends. In a fit of the seeds' MLP at batch 32 that was ~0.7 ms per
+    logged step, ~3 % of the training time (measured). Writing less often loses nothing: the
+    values wait in memory (TensorBoard's queue, the CSV rows) until the next write, and the
+    files are written at once when the logger is finalized (the end of a fit or test, also a
+    failed one), after every checkpoint save (so a killed run's files hold every row up to its
+    last checkpoint) and when a reader asks (:func:`flush_loggers`). ``flush_every_s=0``
+    writes after every logged step, as Lightning does.
+    """
+
+    def __init__(self, *args: Any, flush_every_s: float = FLUSH_EVERY_S, **kwargs: Any):
+        if isinstance(flush_every_s, bool) or not (
+            isinstance(flush_every_s, int | float) and flush_every_s >= 0
+        ):
+            raise ConfigError(
+                f"a logger's flush_every_s must be a number of seconds >= 0, got {flush_every_s!r}"
+            )
+        super().__init__(*args, **kwargs)
+        self.flush_every_s = float(flush_every_s)
+        self._saved_at = -math.inf
+
+    def save(self) -> None:
+        if time.monotonic() - self._saved_at >= self.flush_every_s:
+            self.save_now()
+
+    def save_now(self) -> None:
+        """Write the logger's files now."""
+        self._saved_at = time.monotonic()
+        super().save()  # type: ignore[misc]
+
+    def finalize(self, status: str) -> None:
+        self._saved_at = -math.inf  # the saves finalize makes write
+        super().finalize(status)  # type: ignore[misc]
+        self._saved_at = -math.inf
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        super().after_save_checkpoint(checkpoint_callback)  # type: ignore[misc]
+        self.save_now()
+
+
+def flush_loggers(trainer: L.Trainer) -> None:
+    """Write every logger's files now (a throttled one's too): before reading ``metrics.csv``
+    back, and with every checkpoint."""
+    for logger in trainer.loggers:
+        if isinstance(logger, ThrottledSave):
+            logger.save_now()
+        else:
+            logger.save()
+
+
+class RunTensorBoardLogger(ThrottledSave, TensorBoardLogger):
+    """Lightning's TensorBoardLogger, writing its event file at most every ``flush_every_s``
+    seconds during a fit (:class:`ThrottledSave`)."""
+
+
+class RunCSVLogger(ThrottledSave, CSVLogger):
+    """Lightning's CSVLogger writing ``<save_dir>/metrics.csv`` (no name/version subfolders), at
+    most every ``flush_every_s`` seconds during a fit (:class:`ThrottledSave`).
 
     A resumed run (``resume=true``) logs into the same run dir: the rows of its earlier
     sessions are kept (Lightning's writer would delete the file), so the curves span the

@@ -34,6 +34,7 @@ SHORT = [
     "callbacks.resume_checkpoint.every_n_train_steps=7",
     "callbacks.collapse_warning=null",
     "callbacks.reconstructions=null",
+    "runtime.cpu_threads=1",  # the same threads in both fits: auto follows the load average
 ]
 
 

@@ -15,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.trainer import call
+from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 from omegaconf import open_dict
 
 from aelightning.checkpointing.checkpoint import load_checkpoint
@@ -128,12 +129,20 @@ for _hook in CALLBACK_HOOKS:
 def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str | None]], dict]:
     """Two short epochs with validation and checkpoints, then the test loop, in their own run
     dir; the calls recorded and the trained weights."""
+    return _fit_and_log(make_cfg, name, *overrides)[:2]
+
+
+def _fit_and_log(
+    make_cfg, name: str, *overrides: str
+) -> tuple[list[tuple[str, str, str | None]], dict, str]:
+    """:func:`_fit`, and the run's ``metrics.csv`` (step values every second step)."""
     cfg = make_cfg(
         "test=true",
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=3",
         "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=2",
         "runtime.cpu_threads=1",
         *overrides,
     )
@@ -142,8 +151,9 @@ def _fit(make_cfg, name: str, *overrides: str) -> tuple[list[tuple[str, str, str
         cfg.callbacks.recorder = {"_target_": f"{__name__}.HookRecorder"}
     HookRecorder.dispatch, HookRecorder.lean_steps = {}, False
     train(cfg)
-    state = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
-    return list(HookRecorder.calls), state["state_dict"]
+    run_dir = Path(cfg.paths.output_dir)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return list(HookRecorder.calls), state["state_dict"], (run_dir / "metrics.csv").read_text()
 
 
 @pytest.mark.parametrize(
@@ -181,13 +191,14 @@ def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(
 ):
     lean_step = case == "fused-lean"
     monkeypatch.setattr(HookRecorder, "wrap_strategy", not lean_step)
-    lean_calls, lean_weights = _fit(make_cfg, f"{case}-lean", *overrides)
+    lean_calls, lean_weights, lean_log = _fit_and_log(make_cfg, f"{case}-lean", *overrides)
     # fused steps: LeanManualSteps where nothing replaced the strategy's methods
     assert HookRecorder.lean_steps == lean_step
     # in use for the fit and the test, and Lightning's own functions again afterwards
     assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), compat.call_callback_hooks)
     assert call._call_callback_hooks is compat.STOCK["_call_callback_hooks"]
-    stock_calls, stock_weights = _fit(
+    assert _ResultMetric.to is compat.STOCK_RESULT_MOVE
+    stock_calls, stock_weights, stock_log = _fit_and_log(
         make_cfg, f"{case}-stock", *overrides, "runtime.lean_hooks=false"
     )
     assert HookRecorder.dispatch == dict.fromkeys(("fit", "test"), call._call_callback_hooks)
@@ -209,6 +220,8 @@ def test_lean_dispatch_makes_lightnings_calls_and_trains_the_same_weights(
     assert ("module", "test_step", "test_step") in stock_calls
     assert lean_weights.keys() == stock_weights.keys()
     assert all(torch.equal(lean_weights[k], stock_weights[k]) for k in lean_weights)
+    # the same values logged at the same steps (the lean record move included)
+    assert "train/loss" in lean_log and lean_log == stock_log
 
 
 def test_accumulation_steps_the_optimiser_every_second_batch(make_cfg):

@@ -283,3 +283,28 @@ def test_the_lean_manual_step_runs_only_where_it_is_lightnings_own() -> None:
         patched = trainer()
         patched.strategy.backward = lambda *args, **kwargs: None  # e.g. a test's recorder
         assert why(patched) == "SingleDeviceStrategy.backward is replaced on the instance"
+
+
+def test_a_logged_record_already_on_the_device_is_not_walked_again() -> None:
+    from lightning.pytorch.trainer.connectors.logger_connector.result import (
+        _Metadata,
+        _ResultMetric,
+        _Sync,
+    )
+
+    meta = _Metadata("training_step", "train/loss", on_step=True, on_epoch=True)
+    meta.sync = _Sync()  # as LightningModule.log sets it
+    record = _ResultMetric(meta, is_tensor=True)
+    record.update(torch.tensor(0.5), 4)
+    cpu = torch.device("cpu")
+    with compat.lean_hooks():
+        assert record.to(cpu) is record and record.meta is meta  # no walk, no copy
+        moved = record.to(torch.device("meta"))  # elsewhere: Lightning's own walk
+        assert moved.value.device.type == "meta" and moved.meta is not meta
+        assert moved.cumulated_batch_size.device.type == "meta"
+        assert all(t.device.type == "meta" for t in moved._defaults.values())
+        assert compat.lean_hooks_installed()
+    assert _ResultMetric.to is compat.STOCK_RESULT_MOVE and not compat.lean_hooks_installed()
+    fresh = _ResultMetric(meta, is_tensor=True)
+    fresh.to(cpu)
+    assert fresh.meta is not meta  # what the stock move does every time: a deep copy

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 from omegaconf import DictConfig
@@ -231,6 +232,9 @@ def _ae_train(run_dir: Path, root: Path, *overrides: str) -> subprocess.Complete
             "callbacks.rich_progress_bar=null",
             "callbacks.model_summary=null",
             "callbacks.resume_checkpoint.every_n_train_steps=10",
+            # the same threads in every run (auto follows the load average, and another
+            # thread count may sum a matmul in another order: other bits)
+            "runtime.cpu_threads=1",
             *overrides,
         ],
         cwd=ROOT,
@@ -265,6 +269,8 @@ def test_sigkill_mid_epoch_2_then_resume_ends_with_the_same_weights(tmp_path, st
     assert proc.returncode == -9, proc.stderr[-2000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last)["global_step"] == 40  # mid-epoch 2: 32 < 40 < 64
+    # the log holds what the checkpoint holds: epoch 1's validation loss (written with it)
+    assert pd.read_csv(run_dir / "metrics.csv")["val/loss"].notna().sum() == 1
 
     proc = _ae_train(run_dir, tmp_path, fused, "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]

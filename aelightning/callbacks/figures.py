@@ -24,6 +24,7 @@ from aelightning.evaluation.gallery import GalleryOptions, class_names_of, code_
 from aelightning.evaluation.history import TrainingHistory
 from aelightning.evaluation.pipeline import InspectionOptions, inspect_model
 from aelightning.evaluation.plots import FigureSink
+from aelightning.loggers import flush_loggers
 from aelightning.models.base import AutoencoderModule
 
 log = logging.getLogger("aelightning")
@@ -112,8 +113,8 @@ class TrainingFigures(L.Callback):
             return
         sink = self._sink(trainer)
         history = None
+        flush_loggers(trainer)  # the last epoch's scalars, for the curves
         for logger in trainer.loggers:
-            logger.save()  # the last epoch's scalars, for the curves
             if isinstance(logger, CSVLogger):
                 history = TrainingHistory.from_run_dir(logger.log_dir)
         inspect_model(pl_module, trainer.datamodule, self.options, sink, history)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from aelightning.errors import AELightningError, check
+from aelightning.loggers import flush_loggers
 from aelightning.runtime.lightning_compat import load_pending_loader_states
 
 log = logging.getLogger("aelightning")
@@ -230,6 +231,7 @@ class ResumeCheckpoint(L.Callback):
         # the full state (optimiser, loops, callbacks): what an exact resume needs
         trainer.save_checkpoint(path, weights_only=False)
         self._saved_step = trainer.global_step
+        flush_loggers(trainer)  # the logs hold every step the checkpoint holds
 
     @staticmethod
     def _may_save(trainer: L.Trainer) -> bool:
