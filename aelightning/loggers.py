@@ -69,9 +69,8 @@ class ThrottledSave:
         super().save()  # type: ignore[misc]
 
     def finalize(self, status: str) -> None:
-        self._saved_at = -math.inf  # the saves finalize makes write
+        self._saved_at = -math.inf  # the save finalize makes writes
         super().finalize(status)  # type: ignore[misc]
-        self._saved_at = -math.inf
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         super().after_save_checkpoint(checkpoint_callback)  # type: ignore[misc]
