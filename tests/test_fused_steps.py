@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 
 from aelightning.checkpointing.checkpoint import load_checkpoint
 from aelightning.cli.train import train
+from aelightning.data.loader import BatchGroup
 from aelightning.errors import ConfigError
 from aelightning.runtime.settings import RuntimeSettings
 from tests.conftest import OBJECTIVES, TINY, compose_config
@@ -125,6 +127,34 @@ def test_a_checkpoint_resumes_across_modes(tmp_path: Path) -> None:
     assert last["global_step"] == reference["global_step"]
     for key, value in reference["weights"].items():
         assert torch.equal(value, last["state_dict"][key]), key
+
+
+class BatchRecorder(L.Callback):
+    """Writes the dtype and sum of every batch a callback's ``on_train_batch_end`` sees."""
+
+    def __init__(self, out: str):
+        self.out = Path(out)
+        self.seen: list[str] = []
+
+    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, i: int):
+        for images, _ in batch if type(batch) is BatchGroup else [batch]:
+            self.seen.append(f"{images.dtype} {images.double().sum().item():.6f}")
+
+    def on_train_end(self, trainer: Any, module: Any) -> None:
+        self.out.write_text("\n".join(self.seen))
+
+
+def test_callbacks_see_each_batch_of_a_group_as_its_step_used_it(tmp_path: Path) -> None:
+    """A group's batches are converted to floats one by one just before their steps; after the
+    group, a callback sees every batch as one step per call shows it."""
+    seen = {}
+    for k in (1, 8):
+        out = tmp_path / f"seen{k}.txt"
+        recorder = f"+callbacks.recorder={{_target_:{__name__}.BatchRecorder,out:'{out}'}}"
+        _fit(tmp_path, k, recorder)
+        seen[k] = out.read_text().splitlines()
+    assert len(seen[1]) == 18 and all(s.startswith("torch.float32 ") for s in seen[1])
+    assert seen[8] == seen[1]
 
 
 @pytest.mark.parametrize("value", [0, -2, "fast", 1.5])

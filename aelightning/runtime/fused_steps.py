@@ -23,8 +23,10 @@ What stays exactly as with K=1 (tested in ``tests/test_fused_steps.py``):
 
 What differs: steps that are no trigger run without the per-batch callback hooks (that is the
 saving); a callback's ``on_train_batch_end`` after a group receives the group
-(:class:`BatchGroup`) and the group's first index; Ctrl-C, SIGTERM and the time-based
-``val_check_interval`` / ``train_time_interval`` act at the end of the group.
+(:class:`BatchGroup`) and the group's first index; a group reaches the training step with its
+images as loaded (uint8: each batch is converted just before its step, where the floats are
+still in cache) and leaves it holding the converted batches; Ctrl-C, SIGTERM and the
+time-based ``val_check_interval`` / ``train_time_interval`` act at the end of the group.
 
 Each optimiser step's backward and update go through
 :class:`~aelightning.runtime.lightning_compat.LeanManualSteps` where that is exactly what
