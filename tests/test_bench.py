@@ -18,6 +18,7 @@ import benchmarks as bench
 from aelightning.builders import build_model
 from aelightning.cli.train import train
 from aelightning.errors import DataError
+from benchmarks.report import bf16_matmuls, environment
 from benchmarks.report import publish as publish_bench
 from tests.conftest import ROOT
 
@@ -171,6 +172,14 @@ def test_quick_bench_writes_json_and_table(tmp_path):
     assert "old" not in text and text.endswith("<!-- bench:end -->\ntail\n")
     assert f"| anime-vae64-b64 | 32 | {median['framework']:,.0f} |" in text
     assert "`python -m benchmarks --data-dir DIR` on " in text
+    assert f"CPUs, bf16 matmuls: {environment(torch.device('cpu'))['cpu_bf16']}, device" in text
+
+
+def test_the_machine_line_says_what_the_cpu_has_for_bf16_matmuls():
+    """The anime rows run bf16-mixed: AMX makes them fast, AVX-512 bf16 alone does not."""
+    assert bf16_matmuls({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}) == "AMX"
+    assert bf16_matmuls({"avx512f", "avx512_bf16"}) == "AVX-512, no AMX"
+    assert bf16_matmuls({"avx2"}) == "none"
 
 
 @pytest.mark.slow
